@@ -1,0 +1,45 @@
+#pragma once
+// The backend table. Each kernel is a slot holding one function pointer per
+// device type; op code (device independent) calls the slot, and each backend
+// fills its entries at load time with FM_REGISTER_KERNEL. A new backend plugs
+// in without touching op code.
+#include <utility>
+
+#include "fm/device.h"
+#include "fm/error.h"
+
+namespace fm {
+
+template <class Sig> class Kernel;
+
+template <class R, class... Args>
+class Kernel<R(Args...)> {
+ public:
+  using Fn = R (*)(Args...);
+  // constexpr: slots are constant-initialised, so registration from another
+  // file's static initialiser can never run before the slot exists.
+  constexpr explicit Kernel(const char* name) : name_(name), fns_{} {}
+
+  void set(DeviceType t, Fn f) { fns_[int(t)] = f; }
+  bool has(DeviceType t) const { return fns_[int(t)] != nullptr; }
+  const char* name() const { return name_; }
+
+  template <class... A>
+  R operator()(Device d, A&&... args) const {
+    Fn f = fns_[int(d.type)];
+    if (!f) error(name_, ": no kernel for device ", d.str());
+    return f(std::forward<A>(args)...);
+  }
+
+ private:
+  const char* name_;
+  Fn fns_[kNumDeviceTypes];
+};
+
+
+}  // namespace fm
+
+#define FM_CONCAT_INNER(a, b) a##b
+#define FM_CONCAT(a, b) FM_CONCAT_INNER(a, b)
+#define FM_REGISTER_KERNEL(slot, device_type, fn) \
+  static const bool FM_CONCAT(fm_kernel_registered_, __LINE__) = ((slot).set(device_type, fn), true)

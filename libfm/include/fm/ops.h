@@ -1,0 +1,10 @@
+#pragma once
+#include "fm/ops/attention.h"
+#include "fm/ops/conv.h"
+#include "fm/ops/elementwise.h"
+#include "fm/ops/index.h"
+#include "fm/ops/linalg.h"
+#include "fm/ops/loss.h"
+#include "fm/ops/norm.h"
+#include "fm/ops/reduce.h"
+#include "fm/ops/shape_ops.h"

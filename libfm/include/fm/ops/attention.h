@@ -1,0 +1,24 @@
+#pragma once
+#include "fm/random.h"
+#include "fm/tensor.h"
+
+namespace fm {
+
+// q [B, H, Tq, D], k and v [B, H, Tk, D]. Flash-style tiled forward and
+// backward: only the per-row log-sum-exp is kept for backward, never a Tq x Tk
+// matrix. mask: optional, bool (true = attend) or additive float, broadcastable
+// to [B, H, Tq, Tk]. causal: query i sees keys j <= i + (Tk - Tq). scale
+// defaults to 1/sqrt(D).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& mask = Tensor(), bool causal = false,
+                                    double scale = 0.0);
+
+// Rotary position embedding on x [B, H, T, D] (D even), rotating pairs
+// (i, i + D/2) as GPT-NeoX / LLaMA; position of row t is `start_pos + t`.
+Tensor rotary_embedding(const Tensor& x, int64_t start_pos = 0, double theta = 10000.0);
+
+// Zeroes each element with probability p and scales the rest by 1/(1-p);
+// the mask comes from Philox, so it is reproducible from the generator state.
+Tensor dropout(const Tensor& x, double p, bool training = true, Generator* gen = nullptr);
+
+}  // namespace fm
