@@ -2,6 +2,7 @@
 // bf16 and f16 storage types. They are stored as 16 bits and converted to f32
 // for arithmetic (on the CPU all math on them runs in f32).
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "fm/host_device.h"
@@ -44,7 +45,7 @@ struct f16 {
     } else if (a < 0x38800000u) {  // subnormal or zero: scale by 2^24, round
       float af;
       std::memcpy(&af, &a, 4);
-      bits = uint16_t(sign | uint32_t(__builtin_nearbyintf(af * 16777216.0f)));
+      bits = uint16_t(sign | uint32_t(std::nearbyint(af * 16777216.0f)));
     } else {
       uint32_t m = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;  // round to nearest even
       bits = uint16_t(sign | (m >> 13));

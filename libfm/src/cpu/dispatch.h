@@ -5,90 +5,17 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <type_traits>
 
-#include "fm/dtype.h"
-#include "fm/error.h"
-#include "fm/tensor.h"
+#include "fm/kernels/dispatch.h"
 
 namespace fm::cpu {
 
-template <class T> struct Tag { using type = T; };
-
-// The type arithmetic on a stored type runs in: f32 for the half types.
-template <class S> struct compute { using type = S; };
-template <> struct compute<bf16> { using type = float; };
-template <> struct compute<f16> { using type = float; };
-template <class S> using compute_t = typename compute<S>::type;
-
-// Calls f(Tag<T>{}) with T the C++ type of `t`.
-template <class F>
-decltype(auto) dispatch_all(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: return f(Tag<float>{});
-    case DType::f64: return f(Tag<double>{});
-    case DType::bf16: return f(Tag<bf16>{});
-    case DType::f16: return f(Tag<f16>{});
-    case DType::i32: return f(Tag<int32_t>{});
-    case DType::i64: return f(Tag<int64_t>{});
-    case DType::u8: return f(Tag<uint8_t>{});
-    case DType::b8: return f(Tag<bool>{});
-  }
-  error(op, ": unsupported dtype");
-}
-
-// Floating types only.
-template <class F>
-decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: return f(Tag<float>{});
-    case DType::f64: return f(Tag<double>{});
-    case DType::bf16: return f(Tag<bf16>{});
-    case DType::f16: return f(Tag<f16>{});
-    default: error(op, ": needs a floating dtype, got ", t);
-  }
-}
-
-// Everything but bool (arithmetic).
-template <class F>
-decltype(auto) dispatch_numeric(DType t, const char* op, F&& f) {
-  if (t == DType::b8) error(op, ": arithmetic on bool tensors is not supported");
-  return dispatch_all(t, op, std::forward<F>(f));
-}
-
-// N operands of one shape with their own element strides. Dims of size 1 are
-// dropped and dims that are contiguous in every operand merged, so most loops
-// end up one flat run.
-template <int N>
-struct StridedPlan {
-  int nd = 0;
-  int64_t size[kMaxDims] = {};
-  int64_t stride[N][kMaxDims] = {};
-
-  StridedPlan(const Shape& shape, const std::array<const Tensor*, N>& ops) {
-    for (int d = 0; d < shape.size(); ++d) {
-      if (shape[d] == 1) continue;
-      if (nd > 0) {
-        bool merge = true;
-        for (int k = 0; k < N; ++k)
-          if (stride[k][nd - 1] != ops[k]->strides()[d] * shape[d]) merge = false;
-        if (merge) {
-          size[nd - 1] *= shape[d];
-          for (int k = 0; k < N; ++k) stride[k][nd - 1] = ops[k]->strides()[d];
-          continue;
-        }
-      }
-      size[nd] = shape[d];
-      for (int k = 0; k < N; ++k) stride[k][nd] = ops[k]->strides()[d];
-      ++nd;
-    }
-    if (nd == 0) {  // a single element
-      nd = 1;
-      size[0] = 1;
-      for (int k = 0; k < N; ++k) stride[k][0] = 1;
-    }
-  }
-};
+using kernels::compute_t;
+using kernels::dispatch_all;
+using kernels::dispatch_float;
+using kernels::dispatch_numeric;
+using kernels::StridedPlan;
+using kernels::Tag;
 
 constexpr int64_t kParallelGrain = 32768;  // elements below which loops stay serial
 
