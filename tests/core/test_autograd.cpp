@@ -250,3 +250,23 @@ TEST(Gradcheck, DetectsAWrongFormula) {
   EXPECT_FALSE(gradcheck(wrong, {leaf({3})}, &report));
   EXPECT_NE(report.find("analytic"), std::string::npos);
 }
+
+TEST(Allocator, SteadyTrainingStepTakesNothingNewFromTheSystem) {
+  Tensor x = randn({32, 16}), y = randn({32, 4});
+  Tensor w1 = (randn({64, 16}) * 0.1).detach().requires_grad_(), b1 = zeros({64}).requires_grad_();
+  Tensor w2 = (randn({4, 64}) * 0.1).detach().requires_grad_();
+  auto step = [&] {
+    Tensor loss = mean(square(linear(gelu(linear(x, w1, b1)), w2) - y));
+    loss.backward();
+    NoGradGuard ng;
+    for (Tensor* p : {&w1, &b1, &w2}) {
+      p->copy_(*p - p->grad() * 0.01);
+      p->grad().zero_();
+    }
+  };
+  step();
+  step();
+  const uint64_t before = cpu_allocator()->stats().system_allocs;
+  for (int i = 0; i < 3; ++i) step();
+  EXPECT_EQ(cpu_allocator()->stats().system_allocs, before);
+}

@@ -92,6 +92,8 @@ TEST(Tensor, PrintsLikePyTorch) {
             "tensor([[ 0.5000, -2.0000],\n        [ 3.0000,  4.0000]])");
   EXPECT_EQ(tensor(std::vector<int64_t>{1, 20}).str(), "tensor([ 1, 20])");
   EXPECT_EQ(scalar_tensor(2.5, DType::f64).str(), "tensor(2.5000, dtype=float64)");
+  EXPECT_EQ(tensor(std::vector<float>{1, 2}).to(DType::b8).str(), "tensor([True, True])");
+  EXPECT_EQ(tensor(std::vector<float>{1e-5f, 1}).str(), "tensor([1.0000e-05, 1.0000e+00])");
   Tensor big = arange(0, 2000);
   EXPECT_NE(big.str().find("..."), std::string::npos);
 }

@@ -21,8 +21,11 @@ struct Formatter {
   bool scientific = false;
   int width = 1;
 
+  bool boolean = false;
+
   std::string format(double v) const {
     char buf[64];
+    if (boolean) return v != 0 ? "True" : "False";
     if (!floating) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
     else if (std::isnan(v)) std::snprintf(buf, sizeof buf, "nan");
     else if (std::isinf(v)) std::snprintf(buf, sizeof buf, v > 0 ? "inf" : "-inf");
@@ -65,6 +68,7 @@ std::string Tensor::str() const {
   std::vector<double> vals = to_vector<double>();
   Formatter f;
   f.floating = is_floating(dtype());
+  f.boolean = dtype() == DType::b8;
   double max_abs = 0, min_abs = INFINITY;
   for (double v : vals) {
     if (!std::isfinite(v)) continue;
