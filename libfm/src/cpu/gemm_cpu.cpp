@@ -38,7 +38,7 @@ void gemm_batched(const GemmArgs& g, const T* A, const T* B, T* C) {
   // as it does not nest inside an OpenMP region). Large ones: Eigen's own
   // threading inside each product.
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
-  const bool per_thread = g.batch > 1 && flops < 64.0 * 1024 * 1024;
+  const bool per_thread = g.batch > 1 && flops < 64.0 * 1024 * 1024 && flops * double(g.batch) > 1e6;
 #pragma omp parallel for schedule(static) if (per_thread)
   for (int64_t i = 0; i < g.batch; ++i) gemm_one(g, A + i * g.stride_a, B + i * g.stride_b, C + i * g.stride_c);
 }

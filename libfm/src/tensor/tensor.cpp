@@ -33,6 +33,7 @@ size_t Tensor::itemsize() const { return fm::itemsize(dtype()); }
 bool Tensor::is_contiguous() const {
   const auto& s = shape();
   const auto& st = strides();
+  if (s.numel() == 0) return true;
   int64_t expected = 1;
   for (int i = s.size() - 1; i >= 0; --i) {
     if (s[i] == 1) continue;

@@ -1,0 +1,80 @@
+#pragma once
+// Kernel slots of convolution, pooling and upsampling. Conventions as in
+// fm/kernels/core.h: outputs first, allocated by the caller. Every tensor
+// here is contiguous NCHW and f32 or f64 (op code computes bf16/f16 in f32).
+// Convolutions are im2col + the batched GEMM slot, so only the column
+// shuffles are per backend.
+#include <cmath>
+#include <cstdint>
+
+#include "fm/host_device.h"
+#include "fm/kernels/kernel.h"
+#include "fm/tensor.h"
+
+namespace fm::kernels {
+
+// The sizes of one convolution: x [N, channels, in_h, in_w] to output
+// positions [out_h, out_w]. Output position o reads input o * stride - pad +
+// k * dilation for each kernel tap k.
+struct ConvGeometry {
+  int64_t channels = 0;
+  int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+};
+
+// cols [N, channels * kernel_h * kernel_w, out_h * out_w] from x: row
+// (c, kh, kw) holds the input each output position sees through that tap
+// (0 in the padding).
+extern Kernel<void(const ConvGeometry& g, const Tensor& cols, const Tensor& x)> im2col;
+// x += the columns scattered back to the input positions they were read
+// from (the adjoint of im2col).
+extern Kernel<void(const ConvGeometry& g, const Tensor& x, const Tensor& cols)> col2im;
+
+// Square windows; padding counts as zeros in the average (count_include_pad).
+struct PoolGeometry {
+  int64_t kernel = 1, stride = 1, padding = 0;
+};
+// out [N, C, OH, OW] = window averages of x [N, C, H, W].
+extern Kernel<void(const PoolGeometry& g, const Tensor& out, const Tensor& x)> avg_pool2d_forward;
+// dx [N, C, H, W] (overwritten) from dy [N, C, OH, OW].
+extern Kernel<void(const PoolGeometry& g, const Tensor& dx, const Tensor& dy)> avg_pool2d_backward;
+
+enum class UpsampleMode : uint8_t { nearest, bilinear };
+// out [N, C, OH, OW] resized from x [N, C, H, W].
+extern Kernel<void(UpsampleMode mode, const Tensor& out, const Tensor& x)> upsample_forward;
+// dx [N, C, H, W] (overwritten) from dy [N, C, OH, OW].
+extern Kernel<void(UpsampleMode mode, const Tensor& dx, const Tensor& dy)> upsample_backward;
+
+// ---- source-index rules, shared by the backends (PyTorch's, align_corners = false)
+
+// Nearest: floor(dst * in / out) computed in f32 as PyTorch does, which
+// moves some exact ties down (in 2, out 82, dst 41 reads 0, not 1).
+FM_HOST_DEVICE int64_t nearest_source(int64_t dst, int64_t in, int64_t out) {
+  if (out == in) return dst;
+  if (out == 2 * in) return dst >> 1;
+  const float scale = float(in) / float(out);
+  const int64_t src = int64_t(std::floor(float(dst) * scale));
+  return src < in - 1 ? src : in - 1;
+}
+
+// Bilinear along one axis: dst reads (1 - w1) * x[i0] + w1 * x[i1], in the
+// data's type T (f32 or f64), as PyTorch.
+template <class T>
+struct LinearTap {
+  int64_t i0, i1;
+  T w1;
+};
+template <class T>
+FM_HOST_DEVICE LinearTap<T> linear_source(int64_t dst, int64_t in, int64_t out) {
+  const T scale = T(in) / T(out);
+  T src = (T(dst) + T(0.5)) * scale - T(0.5);
+  if (src < T(0)) src = T(0);
+  int64_t i0 = int64_t(src);  // floor: src >= 0
+  if (i0 > in - 1) i0 = in - 1;
+  T w1 = src - T(i0);
+  if (w1 > T(1)) w1 = T(1);
+  return {i0, i0 < in - 1 ? i0 + 1 : i0, w1};
+}
+
+}  // namespace fm::kernels
