@@ -1,5 +1,6 @@
 #pragma once
 // Tensor factories, named as in PyTorch.
+#include <memory>
 #include <vector>
 
 #include "fm/random.h"
@@ -44,5 +45,8 @@ Tensor tensor(const std::vector<T>& values) {
 Tensor from_buffer(const void* data, const Shape& shape, DType dtype, Device device = Device::cpu());
 // Wraps memory owned elsewhere without copying; it must outlive the tensor.
 Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device = Device::cpu());
+// The same, keeping `owner` alive as long as any tensor uses the memory.
+Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner,
+                 Device device = Device::cpu());
 
 }  // namespace fm

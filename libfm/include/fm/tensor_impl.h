@@ -15,6 +15,7 @@ struct Storage {
   size_t nbytes = 0;
   Device device;
   Allocator* allocator = nullptr;  // null: memory owned elsewhere (from_blob)
+  std::shared_ptr<void> owner;     // keeps borrowed memory alive (e.g. a file mapping)
 
   Storage(size_t n, Device d);             // allocates n bytes on d
   Storage(void* external, size_t n, Device d);  // borrows memory it does not free

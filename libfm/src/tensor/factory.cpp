@@ -101,8 +101,13 @@ Tensor from_buffer(const void* data, const Shape& shape, DType dtype, Device dev
 }
 
 Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device) {
+  return from_blob(data, shape, dtype, nullptr, device);
+}
+
+Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner, Device device) {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(data, size_t(shape.numel()) * itemsize(dtype), device);
+  impl->storage->owner = std::move(owner);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
