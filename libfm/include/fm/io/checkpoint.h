@@ -1,0 +1,40 @@
+#pragma once
+// Training checkpoints (DESIGN.md): a directory `step_N/` holding
+//   model.safetensors        the model's state dict, by parameter name
+//   train_state.safetensors  optimizer state ("optim.<name>"), step, RNG
+//                            state, data position; the config text and any
+//                            extra strings in the metadata
+// A checkpoint is written into a temporary directory that is renamed into
+// place only when complete, so a process killed at any instant leaves every
+// earlier checkpoint loadable and never a half-written step_N.
+#include <map>
+#include <string>
+
+#include "fm/io/safetensors.h"
+#include "fm/nn/module.h"
+#include "fm/random.h"
+
+namespace fm::io {
+
+struct TrainState {
+  int64_t step = 0;
+  PhiloxState rng;             // the generator's state, so the stream continues
+  int64_t data_position = 0;   // where the data reader resumes
+  std::string config;          // the resolved config text of the run
+  TensorMap optimizer;         // Optimizer::state_dict()
+  Metadata extra;              // other strings (e.g. schedule name)
+};
+
+// Writes `checkpoints_dir/step_<state.step>/`. Replaces an existing one of
+// the same step atomically.
+std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state);
+
+// Loads a step directory: the model's weights (strict) and the train state.
+// Errors name the file and the tensor at fault; the model is unchanged then.
+TrainState load_checkpoint(const std::string& step_dir, nn::Module& model);
+
+// The newest `step_N` under checkpoints_dir whose files both validate, or ""
+// when there is none. Broken ones are skipped and reported in `skipped`.
+std::string latest_checkpoint(const std::string& checkpoints_dir, std::vector<std::string>* skipped = nullptr);
+
+}  // namespace fm::io
