@@ -4,11 +4,13 @@
 
 namespace fm {
 
-// q [B, H, Tq, D], k and v [B, H, Tk, D]. Flash-style tiled forward and
-// backward: only the per-row log-sum-exp is kept for backward, never a Tq x Tk
-// matrix. mask: optional, bool (true = attend) or additive float, broadcastable
-// to [B, H, Tq, Tk]. causal: query i sees keys j <= i + (Tk - Tq). scale
-// defaults to 1/sqrt(D).
+// q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, Dv] -> [B, H, Tq, Dv].
+// Flash-style tiled forward and backward: only the per-row log-sum-exp is kept
+// for backward, never a Tq x Tk matrix. mask: optional, bool (true = attend)
+// or additive float, broadcastable to [B, H, Tq, Tk]; it gets no gradient.
+// causal: query i sees keys j <= i + (Tk - Tq). scale: 0 means 1/sqrt(D).
+// A query row that sees no key gives zeros (and zero gradients), not NaN.
+// bf16/f16 inputs compute in f32.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& mask = Tensor(), bool causal = false,
                                     double scale = 0.0);
