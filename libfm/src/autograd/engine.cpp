@@ -41,6 +41,9 @@ class AccumulateGrad final : public Node {
       Tensor acc(impl->grad);
       Tensor gg = g.dtype() == acc.dtype() ? g : g.to(acc.dtype());
       kernels::binary(acc.device(), BinaryOp::add, acc, acc, gg);
+    } else if (g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() &&
+               g.dtype() == impl->dtype) {
+      impl->grad = g.impl_ptr();  // nothing else holds g: keep it instead of copying
     } else {
       // A fresh buffer: g may be shared with other leaves' gradients.
       Tensor copy = g.dtype() == impl->dtype ? g.clone() : g.to(impl->dtype);
