@@ -270,3 +270,17 @@ TEST(Allocator, SteadyTrainingStepTakesNothingNewFromTheSystem) {
   for (int i = 0; i < 3; ++i) step();
   EXPECT_EQ(cpu_allocator()->stats().system_allocs, before);
 }
+
+TEST(Forward, LeadingDimSumsMatchTheGeneralPath) {
+  // Contiguous inputs reduced over leading dims take a column-sum kernel;
+  // a transposed view of the same values takes the general path.
+  Tensor x = randn({37, 5, 300}, DType::f64);
+  Tensor xt = x.permute({2, 1, 0}).contiguous().permute({2, 1, 0});  // same values, not contiguous
+  ASSERT_FALSE(xt.is_contiguous());
+  EXPECT_TRUE(all_close(sum(x, {0}), sum(xt, {0}), 1e-12, 1e-12));
+  EXPECT_TRUE(all_close(sum(x, {0, 1}, true), sum(xt, {0, 1}, true), 1e-12, 1e-12));
+  EXPECT_TRUE(all_close(mean(x, {0}), mean(xt, {0}), 1e-12, 1e-12));
+  Tensor f = randn({4096, 64});
+  EXPECT_TRUE(all_close(sum(f, {0}), sum(f.t().contiguous(), {1}), 1e-5, 1e-5));
+  EXPECT_TRUE(grads_ok([](const Ts& v) { return sum(v[0], {0}); }, {leaf({6, 7})}));
+}

@@ -117,7 +117,43 @@ void reduce_kernel(ReduceOp op, const Tensor& out, const Tensor& x, int64_t corr
   dispatch_all(x.dtype(), "reduce", [&](auto tag) { reduce_typed<typename decltype(tag)::type>(op, out, x, correction); });
 }
 
+// Column sums: each thread owns a block of columns and adds rows in order,
+// so the result does not depend on the thread count.
+template <class S>
+void reduce_leading_typed(const Tensor& out, const Tensor& x, bool mean) {
+  using C = compute_t<S>;
+  using Acc = std::conditional_t<std::is_floating_point_v<C>, double, int64_t>;
+  const int64_t n = x.size(0), cols = x.size(1);
+  const S* px = static_cast<const S*>(x.data_ptr());
+  constexpr int64_t kCols = 256;
+  const int64_t nblocks = (cols + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) if (n * cols > kParallelGrain)
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t c0 = b * kCols, c1 = std::min(cols, c0 + kCols);
+    Acc acc[kCols] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      const S* row = px + i * cols;
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += Acc(C(row[c]));
+    }
+    dispatch_all(out.dtype(), "reduce", [&](auto tag) {
+      using O = typename decltype(tag)::type;
+      O* po = static_cast<O*>(out.data_ptr());
+      for (int64_t c = c0; c < c1; ++c) {
+        const auto v = mean ? double(acc[c - c0]) / double(n) : acc[c - c0];
+        if constexpr (std::is_same_v<O, bf16> || std::is_same_v<O, f16>) po[c] = O(float(v));
+        else po[c] = O(v);
+      }
+    });
+  }
+}
+
+void reduce_leading_kernel(const Tensor& out, const Tensor& x, bool mean) {
+  if (!x.is_contiguous() || x.dim() != 2) error("reduce_leading: expects a contiguous [n, cols] input, got ", x.shape());
+  dispatch_all(x.dtype(), "reduce", [&](auto tag) { reduce_leading_typed<typename decltype(tag)::type>(out, x, mean); });
+}
+
 FM_REGISTER_KERNEL(kernels::reduce, DeviceType::cpu, reduce_kernel);
+FM_REGISTER_KERNEL(kernels::reduce_leading, DeviceType::cpu, reduce_leading_kernel);
 
 }  // namespace
 }  // namespace fm::cpu

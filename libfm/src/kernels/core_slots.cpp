@@ -11,6 +11,7 @@ constinit Kernel<void(CompareOp, const Tensor&, const Tensor&, const Tensor&)> c
 constinit Kernel<void(UnaryOp, const Tensor&, const Tensor&, double, double)> unary{"unary"};
 constinit Kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&)> where{"where"};
 constinit Kernel<void(ReduceOp, const Tensor&, const Tensor&, int64_t)> reduce{"reduce"};
+constinit Kernel<void(const Tensor&, const Tensor&, bool)> reduce_leading{"reduce_leading"};
 constinit Kernel<void(const GemmArgs&, const Tensor&, const Tensor&, const Tensor&)> gemm{"gemm"};
 constinit Kernel<void(const Tensor&, RandomKind, PhiloxState, double, double)> random{"random"};
 

@@ -53,6 +53,16 @@ Tensor reduce_raw(ReduceOp op, const Tensor& x, const Plan& p, DType out_dtype, 
     if (p.reduced[size_t(i)]) perm.push_back(i);
   NoGradGuard ng;
   const int64_t rows = p.out_shape.numel();
+  // Sums over leading dims of a contiguous tensor: no transposing copy.
+  int lead = 0;
+  while (lead < x.dim() && p.reduced[size_t(lead)]) ++lead;
+  bool leading_only = lead > 0 && x.is_contiguous() && p.n > 0;
+  for (int i = lead; i < x.dim(); ++i) leading_only = leading_only && !p.reduced[size_t(i)];
+  if (leading_only && (op == ReduceOp::sum || op == ReduceOp::mean) && rows > 1) {
+    Tensor out = make_tensor({rows}, out_dtype, x.device());
+    kernels::reduce_leading(x.device(), out, x.view({p.n, rows}), op == ReduceOp::mean);
+    return out.view(p.keep_shape);
+  }
   if (p.n == 0 && (op == ReduceOp::max || op == ReduceOp::min || op == ReduceOp::argmax || op == ReduceOp::argmin))
     error(name, ": cannot reduce over an empty dim of a tensor of shape ", x.shape());
   Tensor rowwise = x.permute(perm).contiguous().view({rows, p.n});

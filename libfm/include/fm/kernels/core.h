@@ -29,6 +29,10 @@ enum class ReduceOp : uint8_t { sum, mean, var, max, min, argmax, argmin };
 // is var's denominator offset (n - correction).
 extern Kernel<void(ReduceOp op, const Tensor& out, const Tensor& x, int64_t correction)> reduce;
 
+// out[j] = sum (or mean) over i of x[i, j], x contiguous [n, cols]: reduces
+// leading dims (bias gradients) without transposing x first.
+extern Kernel<void(const Tensor& out, const Tensor& x, bool mean)> reduce_leading;
+
 // C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b in [0, batch).
 // Row-major; lda/ldb/ldc are row strides of the stored (untransposed) matrices.
 struct GemmArgs {
