@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "fm/autograd.h"
@@ -13,62 +17,128 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormat = "libfm-train-state-1";
+const char* const kReservedKeys[] = {"format", "config"};  // metadata keys the train state itself uses
+
+bool is_reserved(const std::string& key) {
+  for (const char* r : kReservedKeys)
+    if (key == r) return true;
+  return false;
+}
 
 void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) error("save_checkpoint: ", dir.string(), ": cannot open directory to sync");
-  ::fsync(fd);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) error("save_checkpoint: ", dir.string(), ": cannot open directory to sync: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int saved = errno;
   ::close(fd);
+  if (rc != 0) error("save_checkpoint: ", dir.string(), ": fsync: ", std::strerror(saved));
+}
+
+// Unique per writer: pid alone is not, when two threads of one process save.
+fs::path temp_dir_for(const fs::path& root, int64_t step) {
+  static std::atomic<uint64_t> counter{0};
+  return root / (".step_" + std::to_string(step) + ".tmp." + std::to_string(::getpid()) + "." +
+                 std::to_string(counter++));
+}
+
+// Removes the directory at `path` (when set) on every way out of a save.
+struct TempDir {
+  fs::path path;
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path.empty()) fs::remove_all(path, ignored);
+  }
+};
+
+// Puts the complete `tmp` at `final_dir`. An existing `final_dir` is swapped
+// out in one atomic exchange (so step_N never disappears) and left at `tmp`.
+void move_into_place(const fs::path& tmp, const fs::path& final_dir) {
+  if (!fs::exists(final_dir)) {
+    fs::rename(tmp, final_dir);
+    return;
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0)
+    error("save_checkpoint: ", final_dir.string(), ": cannot replace the existing checkpoint: ", std::strerror(errno));
 }
 
 Tensor i64_scalar(int64_t v) { return tensor(std::vector<int64_t>{v}).view({}); }
 
+// The value of a one-element int64 tensor, exactly (item() goes through double).
 int64_t read_i64(const TensorMap& t, const std::string& name, const std::string& file) {
   auto it = t.find(name);
   if (it == t.end()) error("load_checkpoint: ", file, ": tensor '", name, "' missing");
   if (it->second.dtype() != DType::i64 || it->second.numel() != 1)
     error("load_checkpoint: ", file, ": tensor '", name, "' must be one int64, got ", it->second.dtype(), " ",
           it->second.shape());
-  return it->second.item<int64_t>();
+  return it->second.to_vector<int64_t>()[0];
+}
+
+// Parses and checks a train_state file; touches nothing.
+TrainState read_train_state(const std::string& file) {
+  Safetensors st = load_safetensors(file);
+  const auto format = st.metadata.find("format");
+  if (format == st.metadata.end() || format->second != kFormat)
+    error("load_checkpoint: ", file, ": not a libfm train state (format '",
+          format == st.metadata.end() ? "" : format->second, "')");
+  TrainState out;
+  out.step = read_i64(st.tensors, "step", file);
+  out.data_position = read_i64(st.tensors, "data_position", file);
+  auto rng = st.tensors.find("rng");
+  if (rng == st.tensors.end() || rng->second.dtype() != DType::i64 || rng->second.shape() != Shape{2})
+    error("load_checkpoint: ", file, ": tensor 'rng' must be int64 [2]");
+  const auto r = rng->second.to_vector<int64_t>();
+  out.rng = {uint64_t(r[0]), uint64_t(r[1])};
+  for (const auto& [k, v] : st.metadata) {
+    if (k == "config") out.config = v;
+    else if (!is_reserved(k)) out.extra[k] = v;
+  }
+  for (const auto& [name, t] : st.tensors)
+    if (name.rfind("optim.", 0) == 0) out.optimizer[name.substr(6)] = t;
+  return out;
+}
+
+// N for a directory named step_N, or -1.
+int64_t step_of(const std::string& dir_name) {
+  if (dir_name.rfind("step_", 0) != 0) return -1;
+  const std::string num = dir_name.substr(5);
+  if (num.empty() || num.size() > 18 || num.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(num);
 }
 
 }  // namespace
 
 std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state) {
+  if (state.step < 0) error("save_checkpoint: step must be >= 0, got ", state.step);
+  for (const auto& [k, v] : state.extra)
+    if (is_reserved(k)) error("save_checkpoint: extra metadata key '", k, "' is reserved for the train state");
   NoGradGuard ng;
   const fs::path root(checkpoints_dir);
-  fs::create_directories(root);
   const fs::path final_dir = root / ("step_" + std::to_string(state.step));
-  const fs::path tmp_dir = root / (".step_" + std::to_string(state.step) + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(tmp_dir);
-  fs::create_directory(tmp_dir);
+  TempDir tmp;  // the new checkpoint until it is moved; then the replaced one, if any
+  try {
+    fs::create_directories(root);
+    tmp.path = temp_dir_for(root, state.step);
+    const fs::path& tmp_dir = tmp.path;
+    fs::create_directory(tmp_dir);
 
-  TensorMap weights;
-  for (const auto& [name, t] : model.state_dict()) weights[name] = t;
-  save_safetensors((tmp_dir / "model.safetensors").string(), weights, {{"format", "libfm-model-1"}});
+    save_safetensors((tmp_dir / "model.safetensors").string(), model.state_dict(), {{"format", "libfm-model-1"}});
 
-  TensorMap ts;
-  for (const auto& [name, t] : state.optimizer) ts["optim." + name] = t;
-  ts["step"] = i64_scalar(state.step);
-  ts["data_position"] = i64_scalar(state.data_position);
-  ts["rng"] = tensor(std::vector<int64_t>{int64_t(state.rng.seed), int64_t(state.rng.offset)});
-  Metadata meta = state.extra;
-  meta["format"] = kFormat;
-  meta["config"] = state.config;
-  save_safetensors((tmp_dir / "train_state.safetensors").string(), ts, meta);
-  fsync_dir(tmp_dir);
+    TensorMap ts;
+    for (const auto& [name, t] : state.optimizer) ts["optim." + name] = t;
+    ts["step"] = i64_scalar(state.step);
+    ts["data_position"] = i64_scalar(state.data_position);
+    ts["rng"] = tensor(std::vector<int64_t>{int64_t(state.rng.seed), int64_t(state.rng.offset)});
+    Metadata meta = state.extra;
+    meta["format"] = kFormat;
+    meta["config"] = state.config;
+    save_safetensors((tmp_dir / "train_state.safetensors").string(), ts, meta);
+    fsync_dir(tmp_dir);
 
-  // Swap the finished directory into place; an older one of the same step is
-  // moved aside first and removed only after the rename.
-  fs::path old_dir;
-  if (fs::exists(final_dir)) {
-    old_dir = root / (".step_" + std::to_string(state.step) + ".old." + std::to_string(::getpid()));
-    fs::remove_all(old_dir);
-    fs::rename(final_dir, old_dir);
+    move_into_place(tmp_dir, final_dir);
+    fsync_dir(root);
+  } catch (const fs::filesystem_error& e) {
+    error("save_checkpoint: ", e.what());
   }
-  fs::rename(tmp_dir, final_dir);
-  fsync_dir(root);
-  if (!old_dir.empty()) fs::remove_all(old_dir);
   return final_dir.string();
 }
 
@@ -76,29 +146,13 @@ TrainState load_checkpoint(const std::string& step_dir, nn::Module& model) {
   const fs::path dir(step_dir);
   const std::string model_file = (dir / "model.safetensors").string();
   const std::string state_file = (dir / "train_state.safetensors").string();
+  // Both files are read and checked before the model is touched.
   Safetensors weights = load_safetensors(model_file);
-  Safetensors st = load_safetensors(state_file);
-  if (st.metadata["format"] != kFormat)
-    error("load_checkpoint: ", state_file, ": not a libfm train state (format '", st.metadata["format"], "')");
-
-  TrainState out;
-  out.step = read_i64(st.tensors, "step", state_file);
-  out.data_position = read_i64(st.tensors, "data_position", state_file);
-  auto rng = st.tensors.find("rng");
-  if (rng == st.tensors.end() || rng->second.dtype() != DType::i64 || rng->second.shape() != Shape{2})
-    error("load_checkpoint: ", state_file, ": tensor 'rng' must be int64 [2]");
-  const auto r = rng->second.to_vector<int64_t>();
-  out.rng = {uint64_t(r[0]), uint64_t(r[1])};
-  out.config = st.metadata["config"];
-  for (const auto& [k, v] : st.metadata)
-    if (k != "format" && k != "config") out.extra[k] = v;
-  for (const auto& [name, t] : st.tensors)
-    if (name.rfind("optim.", 0) == 0) out.optimizer[name.substr(6)] = t;
-
+  TrainState out = read_train_state(state_file);
   try {
     model.load_state_dict(nn::StateDict(weights.tensors.begin(), weights.tensors.end()), true);
   } catch (const Error& e) {
-    error(model_file, ": ", e.what());
+    error("load_checkpoint: ", model_file, ": ", e.what());
   }
   return out;
 }
@@ -107,16 +161,15 @@ std::string latest_checkpoint(const std::string& checkpoints_dir, std::vector<st
   std::map<int64_t, fs::path, std::greater<>> steps;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(checkpoints_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.rfind("step_", 0) != 0) continue;
-    const std::string num = name.substr(5);
-    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) continue;
-    steps[std::stoll(num)] = entry.path();
+    const int64_t step = step_of(entry.path().filename().string());
+    if (step >= 0 && entry.is_directory(ec)) steps[step] = entry.path();
   }
   for (const auto& [step, path] : steps) {
     try {
       load_safetensors((path / "model.safetensors").string());
-      load_safetensors((path / "train_state.safetensors").string());
+      const std::string state_file = (path / "train_state.safetensors").string();
+      const int64_t saved_step = read_train_state(state_file).step;
+      if (saved_step != step) error("latest_checkpoint: ", state_file, ": holds step ", saved_step);
       return path.string();
     } catch (const Error& e) {
       if (skipped) skipped->push_back(e.what());

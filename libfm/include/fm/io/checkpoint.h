@@ -9,6 +9,7 @@
 // earlier checkpoint loadable and never a half-written step_N.
 #include <map>
 #include <string>
+#include <vector>
 
 #include "fm/io/safetensors.h"
 #include "fm/nn/module.h"
@@ -22,19 +23,21 @@ struct TrainState {
   int64_t data_position = 0;   // where the data reader resumes
   std::string config;          // the resolved config text of the run
   TensorMap optimizer;         // Optimizer::state_dict()
-  Metadata extra;              // other strings (e.g. schedule name)
+  Metadata extra;              // other strings (e.g. schedule name); not "format" or "config"
 };
 
 // Writes `checkpoints_dir/step_<state.step>/`. Replaces an existing one of
-// the same step atomically.
+// the same step atomically. Temporary directories start with '.'; a killed
+// writer may leave one behind. Errors are fm::Error.
 std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state);
 
 // Loads a step directory: the model's weights (strict) and the train state.
 // Errors name the file and the tensor at fault; the model is unchanged then.
 TrainState load_checkpoint(const std::string& step_dir, nn::Module& model);
 
-// The newest `step_N` under checkpoints_dir whose files both validate, or ""
-// when there is none. Broken ones are skipped and reported in `skipped`.
+// The newest `step_N` under checkpoints_dir whose files both validate (and
+// whose train state holds step N), or "" when there is none. Broken ones are
+// skipped, each reported in `skipped` as a message naming its file.
 std::string latest_checkpoint(const std::string& checkpoints_dir, std::vector<std::string>* skipped = nullptr);
 
 }  // namespace fm::io
