@@ -1,0 +1,84 @@
+// fm generate text --run DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
+//                  [--top-k K] [--top-p P] [--seed S]
+#include <cstdio>
+#include <filesystem>
+
+#include "commands.h"
+#include "fm/fm.h"
+#include "fm/io/checkpoint.h"
+#include "options.h"
+#include "sampling.h"
+#include "text_recipe.h"
+#include "text_run.h"
+
+namespace fm::app {
+namespace {
+
+// Where the first invalid UTF-8 sequence starts, or npos.
+size_t invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return i;
+    uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 0x2) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;  // overlong, range, surrogate
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+int cmd_generate(const std::vector<std::string>& args) {
+  Flags f("usage: fm generate text --run DIR --prompt TEXT [options]\n\n"
+          "Continues the prompt with the newest checkpoint of a text run (KV-cached sampling).");
+  f.option("run", "", "run directory made by fm train")
+      .option("prompt", "\n", "text to continue (valid UTF-8)")
+      .option("max-new-tokens", "200", "tokens to generate")
+      .option("temperature", "0.8", "softmax temperature (0: greedy)")
+      .option("top-k", "40", "sample among the k most likely tokens (0: all)")
+      .option("top-p", "1.0", "nucleus sampling mass")
+      .option("seed", "1", "sampling seed");
+  if (!f.parse(args)) return 0;
+  if (f.positional().size() != 1 || f.positional()[0] != "text")
+    error("generate: expected the modality 'text' (fm generate text --run DIR --prompt ...)");
+  const std::string dir = f.get("run");
+  if (dir.empty()) error("generate: --run DIR is required");
+  const std::string prompt = f.get("prompt");
+  if (const size_t bad = invalid_utf8_at(prompt); bad != std::string_view::npos)
+    error("generate: --prompt is not valid UTF-8 (byte ", bad, ")");
+
+  TextRun run;
+  run.config = text_recipe_config();
+  run.config.parse_file((std::filesystem::path(dir) / "config.ini").string());
+  load_tokenizer(run);
+  if (!run.tokenizer) error("generate: the run's config names no data.tokenizer");
+  run.model = std::make_unique<nn::GPT>(gpt_options(run.config));
+  const std::string ckpt = io::latest_checkpoint((std::filesystem::path(dir) / "checkpoints").string());
+  if (ckpt.empty()) error("generate: ", dir, " has no valid checkpoint yet");
+  io::load_checkpoint(ckpt, *run.model);
+  run.model->eval();
+
+  SamplingOptions o;
+  o.max_new_tokens = f.get_int("max-new-tokens");
+  o.temperature = f.get_double("temperature");
+  o.top_k = f.get_int("top-k");
+  o.top_p = f.get_double("top-p");
+  if (o.top_p <= 0 || o.top_p > 1) error("generate: --top-p must be in (0, 1], got ", o.top_p);
+  Generator gen(uint64_t(f.get_int("seed")));
+  const std::vector<int32_t> ids = run.tokenizer->encode(prompt);
+  const std::string text = run.tokenizer->decode(sample(*run.model, ids, o, gen));
+  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace fm::app

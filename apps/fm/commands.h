@@ -1,0 +1,15 @@
+#pragma once
+// The subcommands of `fm`. Each takes the arguments after its name and
+// returns the exit code; errors are thrown as fm::Error.
+#include <string>
+#include <vector>
+
+namespace fm::app {
+
+int cmd_train(const std::vector<std::string>& args);
+int cmd_generate(const std::vector<std::string>& args);
+int cmd_prepare(const std::vector<std::string>& args);
+int cmd_tokenizer(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
+
+}  // namespace fm::app

@@ -1,0 +1,46 @@
+// fm: libfm's command line.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "commands.h"
+#include "fm/error.h"
+
+namespace {
+
+void usage() {
+  std::printf(
+      "usage: fm COMMAND [options]\n\n"
+      "commands:\n"
+      "  train CONFIG.ini [--resume] [--key=value ...]   train a model from an experiment recipe\n"
+      "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
+      "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
+      "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
+      "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n\n"
+      "`fm COMMAND --help` lists a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (cmd == "train") return fm::app::cmd_train(args);
+    if (cmd == "generate") return fm::app::cmd_generate(args);
+    if (cmd == "prepare") return fm::app::cmd_prepare(args);
+    if (cmd == "tokenizer") return fm::app::cmd_tokenizer(args);
+    if (cmd == "bench") return fm::app::cmd_bench(args);
+    std::fprintf(stderr, "fm: unknown command '%s' (try fm --help)\n", cmd.c_str());
+    return 2;
+  } catch (const fm::Error& e) {
+    std::fprintf(stderr, "fm %s: %s\n", cmd.c_str(), e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fm %s: %s\n", cmd.c_str(), e.what());
+  }
+  return 1;
+}
