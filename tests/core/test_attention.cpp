@@ -178,6 +178,55 @@ TEST(AttentionBackward, MatchesAutogradThroughComposedOps) {
   set_num_threads(threads_before);
 }
 
+TEST(AttentionStrided, HeadSplitViewsOfFusedQkvMatchContiguous) {
+  // q, k, v as head-split views of one [B, T, 3 H D] projection go into the
+  // kernels uncopied; output and gradients must match contiguous inputs.
+  const int threads_before = get_num_threads();
+  for (Sizes z : {Sizes{1, 1, 70, 70, 8, 8}, Sizes{2, 3, 70, 70, 8, 8}})
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(::testing::Message() << "B*H " << z.B * z.H << " threads " << threads);
+      set_num_threads(threads);
+      const int64_t C = z.H * z.D;
+      Tensor qkv = leaf({z.B, z.Tq, 3 * C});
+      auto heads = [&](const Tensor& t, int64_t i) {
+        return t.narrow(2, i * C, C).view({z.B, z.Tq, z.H, z.D}).transpose(1, 2);
+      };
+      Tensor w = randn({z.B, z.H, z.Tq, z.D}, DType::f64);
+      Tensor out = scaled_dot_product_attention(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), Tensor(), true);
+      sum(out * w).backward();
+      Tensor ref_in = qkv.detach().requires_grad_();
+      Tensor ref = scaled_dot_product_attention(heads(ref_in, 0).contiguous(), heads(ref_in, 1).contiguous(),
+                                                heads(ref_in, 2).contiguous(), Tensor(), true);
+      sum(ref * w).backward();
+      EXPECT_TRUE(all_close(out, ref, 1e-12, 1e-12));
+      EXPECT_TRUE(all_close(qkv.grad(), ref_in.grad(), 1e-12, 1e-12));
+    }
+  set_num_threads(threads_before);
+}
+
+TEST(AttentionQkvPacked, MatchesAttentionOnHeadSplitViews) {
+  const int threads_before = get_num_threads();
+  const int64_t B = 2, T = 70, H = 3, D = 8, C = H * D;
+  Tensor keep = gt(randn({T, T}), full({}, -1.0));  // bool mask with a few hidden keys
+  for (int threads : {1, 2})
+    for (bool causal : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "causal " << causal << " threads " << threads);
+      set_num_threads(threads);
+      Tensor qkv = leaf({B, T, 3 * C}), w = randn({B, T, C}, DType::f64);
+      Tensor out = scaled_dot_product_attention_qkvpacked(qkv, H, keep, causal);
+      sum(out * w).backward();
+      Tensor ref_in = qkv.detach().requires_grad_();
+      auto heads = [&](int64_t i) { return ref_in.narrow(2, i * C, C).view({B, T, H, D}).transpose(1, 2); };
+      Tensor ref = scaled_dot_product_attention(heads(0), heads(1), heads(2), keep, causal);
+      ref = ref.transpose(1, 2).reshape({B, T, C});
+      sum(ref * w).backward();
+      EXPECT_TRUE(all_close(out, ref, 1e-12, 1e-12));
+      EXPECT_TRUE(all_close(qkv.grad(), ref_in.grad(), 1e-12, 1e-12));
+    }
+  set_num_threads(threads_before);
+  EXPECT_THROW(scaled_dot_product_attention_qkvpacked(randn({2, 4, 10}), 2), Error);  // 10 not 3 * 2 * D
+}
+
 TEST(AttentionBackward, FullyMaskedRowsGetZeroGradient) {
   Tensor q = leaf({1, 1, 6, 4}), k = leaf({1, 1, 5, 4}), v = leaf({1, 1, 5, 4});
   Tensor keep = ones({6, 5}, DType::b8);

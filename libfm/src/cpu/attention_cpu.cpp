@@ -3,7 +3,9 @@
 // log-sum-exp; the backward recomputes each probability tile from q, k and
 // that log-sum-exp. No buffer ever holds more than a 64 x 64 score tile per
 // thread. Tile products go through Eigen's GEMM (single-threaded inside our
-// OpenMP regions); softmax rows use Eigen's vectorised exp.
+// OpenMP regions); softmax rows use Eigen's vectorised exp. Every [B,H,T,D]
+// operand is read through its strides (rows need unit stride only), so
+// head-split views of a fused qkv projection go in and out uncopied.
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
@@ -35,11 +37,26 @@ using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 
-// One attention problem as flat pointers; T is float or double.
+// A [B,H,T,D] operand with unit stride along D: head bh starts at
+// head(bh), its rows are ld apart.
+template <class T>
+struct Heads {
+  T* data = nullptr;
+  int64_t H = 1, sb = 0, sh = 0, ld = 0;
+
+  explicit Heads(const Tensor& t)
+      : data(static_cast<T*>(t.data_ptr())), H(t.size(1)), sb(t.stride(0)), sh(t.stride(1)), ld(t.stride(2)) {
+    if (t.size(3) > 1 && t.stride(3) != 1) error("attention kernel: rows of ", t.shape(), " need unit stride");
+  }
+  T* head(int64_t bh) const { return data + (bh / H) * sb + (bh % H) * sh; }
+  T* row(int64_t bh, int64_t i) const { return head(bh) + i * ld; }
+};
+
+// One attention problem; T is float or double.
 template <class T>
 struct Problem {
   int64_t B, H, Tq, Tk, D, Dv;
-  const T *q, *k, *v;
+  Heads<const T> q, k, v;
   const void* mask = nullptr;  // bool or T, read through mask_stride
   bool mask_is_bool = false;
   int64_t mask_stride[4] = {};
@@ -48,17 +65,13 @@ struct Problem {
 
   Problem(const Tensor& tq, const Tensor& tk, const Tensor& tv, const Tensor& m, bool c, double s)
       : B(tq.size(0)), H(tq.size(1)), Tq(tq.size(2)), Tk(tk.size(2)), D(tq.size(3)), Dv(tv.size(3)),
-        q(static_cast<const T*>(tq.data_ptr())), k(static_cast<const T*>(tk.data_ptr())),
-        v(static_cast<const T*>(tv.data_ptr())), causal(c), scale(T(s)) {
+        q(tq), k(tk), v(tv), causal(c), scale(T(s)) {
     if (m.defined()) {
       mask = m.data_ptr();
       mask_is_bool = m.dtype() == DType::b8;
       for (int d = 0; d < 4; ++d) mask_stride[d] = m.stride(d);
     }
   }
-  const T* q_head(int64_t bh) const { return q + bh * Tq * D; }
-  const T* k_head(int64_t bh) const { return k + bh * Tk * D; }
-  const T* v_head(int64_t bh) const { return v + bh * Tk * Dv; }
   // Keys [0, visible_keys(i)) are visible to query row i under the causal rule.
   int64_t visible_keys(int64_t i) const {
     return causal ? std::clamp<int64_t>(i + (Tk - Tq) + 1, 0, Tk) : Tk;
@@ -92,9 +105,9 @@ struct Problem {
 
 // Query rows [i0, i0 + nr) of head bh: out rows and their log-sum-exp.
 template <class T>
-void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* score_buf, T* acc_buf, T* out,
-                   T* lse) {
-  ConstMat<T> Q(p.q_head(bh) + i0 * p.D, nr, p.D, Eigen::OuterStride<>(p.D));
+void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* score_buf, T* acc_buf,
+                   const Heads<T>& out, T* lse) {
+  ConstMat<T> Q(p.q.row(bh, i0), nr, p.D, Eigen::OuterStride<>(p.q.ld));
   Mat<T> O(acc_buf, nr, p.Dv, Eigen::OuterStride<>(p.Dv));
   O.setZero();
   T row_max[kBlockQ], row_sum[kBlockQ];
@@ -104,8 +117,8 @@ void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* s
   const int64_t kend = p.visible_keys(i0 + nr - 1);
   for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
     const int64_t nc = std::min(kBlockK, kend - j0);
-    ConstMat<T> K(p.k_head(bh) + j0 * p.D, nc, p.D, Eigen::OuterStride<>(p.D));
-    ConstMat<T> V(p.v_head(bh) + j0 * p.Dv, nc, p.Dv, Eigen::OuterStride<>(p.Dv));
+    ConstMat<T> K(p.k.row(bh, j0), nc, p.D, Eigen::OuterStride<>(p.k.ld));
+    ConstMat<T> V(p.v.row(bh, j0), nc, p.Dv, Eigen::OuterStride<>(p.v.ld));
     Mat<T> S(score_buf, nr, nc, Eigen::OuterStride<>(kBlockK));
     S.noalias() = p.scale * (Q * K.transpose());
     p.mask_tile(bh, i0, j0, S);
@@ -126,7 +139,7 @@ void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* s
   }
 
   for (int64_t r = 0; r < nr; ++r) {
-    T* o = out + ((bh * p.Tq) + i0 + r) * p.Dv;
+    T* o = out.row(bh, i0 + r);
     const bool any = row_sum[r] > T(0);
     for (int64_t c = 0; c < p.Dv; ++c) o[c] = any ? O(r, c) / row_sum[r] : T(0);
     lse[bh * p.Tq + i0 + r] = any ? row_max[r] + std::log(row_sum[r]) : kInf<T>;
@@ -134,7 +147,7 @@ void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* s
 }
 
 template <class T>
-void forward(const Problem<T>& p, T* out, T* lse) {
+void forward(const Problem<T>& p, const Heads<T>& out, T* lse) {
   const int64_t nqb = (p.Tq + kBlockQ - 1) / kBlockQ;
   const int64_t items = p.B * p.H * nqb;
 #pragma omp parallel
@@ -154,22 +167,23 @@ void forward(const Problem<T>& p, T* out, T* lse) {
 template <class T>
 struct Backward {
   const Problem<T>& p;
-  const T* dout;
+  Heads<const T> dout;
   const T* lse;
-  const T* delta;  // rowsum(dout * out) per query row
-  T *dk, *dv;      // outputs, written one key block at a time
+  const T* delta;   // rowsum(dout * out) per query row
+  Heads<T> dk, dv;  // outputs, written one key block at a time
 };
 
 // Key block [j0, j0 + nc) of head bh against every query row that sees it:
-// writes its dk and dv rows and adds its share of dq into dq_head [Tq, D].
+// writes its dk and dv rows and adds its share of dq into dq_head [Tq, D]
+// (rows dq_ld apart).
 template <class T>
 void backward_key_block(const Backward<T>& g, int64_t bh, int64_t j0, int64_t nc, T* p_buf, T* dp_buf,
-                        T* dq_head) {
+                        T* dq_head, int64_t dq_ld) {
   const Problem<T>& p = g.p;
-  ConstMat<T> K(p.k_head(bh) + j0 * p.D, nc, p.D, Eigen::OuterStride<>(p.D));
-  ConstMat<T> V(p.v_head(bh) + j0 * p.Dv, nc, p.Dv, Eigen::OuterStride<>(p.Dv));
-  Mat<T> dK(g.dk + (bh * p.Tk + j0) * p.D, nc, p.D, Eigen::OuterStride<>(p.D));
-  Mat<T> dV(g.dv + (bh * p.Tk + j0) * p.Dv, nc, p.Dv, Eigen::OuterStride<>(p.Dv));
+  ConstMat<T> K(p.k.row(bh, j0), nc, p.D, Eigen::OuterStride<>(p.k.ld));
+  ConstMat<T> V(p.v.row(bh, j0), nc, p.Dv, Eigen::OuterStride<>(p.v.ld));
+  Mat<T> dK(g.dk.row(bh, j0), nc, p.D, Eigen::OuterStride<>(g.dk.ld));
+  Mat<T> dV(g.dv.row(bh, j0), nc, p.Dv, Eigen::OuterStride<>(g.dv.ld));
   dK.setZero();
   dV.setZero();
 
@@ -178,8 +192,8 @@ void backward_key_block(const Backward<T>& g, int64_t bh, int64_t j0, int64_t nc
   for (int64_t i0 = first_row; i0 < p.Tq; i0 += kBlockQ) {
     const int64_t nr = std::min(kBlockQ, p.Tq - i0);
     const int64_t row0 = bh * p.Tq + i0;
-    ConstMat<T> Q(p.q_head(bh) + i0 * p.D, nr, p.D, Eigen::OuterStride<>(p.D));
-    ConstMat<T> dO(g.dout + row0 * p.Dv, nr, p.Dv, Eigen::OuterStride<>(p.Dv));
+    ConstMat<T> Q(p.q.row(bh, i0), nr, p.D, Eigen::OuterStride<>(p.q.ld));
+    ConstMat<T> dO(g.dout.row(bh, i0), nr, p.Dv, Eigen::OuterStride<>(g.dout.ld));
     Mat<T> P(p_buf, nr, nc, Eigen::OuterStride<>(kBlockK));
     Mat<T> dS(dp_buf, nr, nc, Eigen::OuterStride<>(kBlockK));
 
@@ -194,24 +208,26 @@ void backward_key_block(const Backward<T>& g, int64_t bh, int64_t j0, int64_t nc
     for (int64_t r = 0; r < nr; ++r)
       dS.row(r) = p.scale * P.row(r).array() * (dS.row(r).array() - g.delta[row0 + r]);
     dK.noalias() += dS.transpose() * Q;
-    Mat<T> dQ(dq_head + i0 * p.D, nr, p.D, Eigen::OuterStride<>(p.D));
+    Mat<T> dQ(dq_head + i0 * dq_ld, nr, p.D, Eigen::OuterStride<>(dq_ld));
     dQ.noalias() += dS * K;
   }
 }
 
 template <class T>
-void backward(const Problem<T>& p, const T* dout, const T* out, const T* lse, T* dq, T* dk, T* dv) {
+void backward(const Problem<T>& p, const Heads<const T>& dout, const Heads<const T>& out, const T* lse,
+              const Heads<T>& dq, const Heads<T>& dk, const Heads<T>& dv) {
   const int64_t rows = p.B * p.H * p.Tq, heads = p.B * p.H;
   const int64_t nkb = (p.Tk + kBlockK - 1) / kBlockK;
   std::vector<T> delta(static_cast<size_t>(rows));
 #pragma omp parallel for schedule(static) if (rows * p.Dv > kParallelGrain)
   for (int64_t i = 0; i < rows; ++i) {
+    const T* d = dout.row(i / p.Tq, i % p.Tq);
+    const T* o = out.row(i / p.Tq, i % p.Tq);
     T s = 0;
-    for (int64_t c = 0; c < p.Dv; ++c) s += dout[i * p.Dv + c] * out[i * p.Dv + c];
+    for (int64_t c = 0; c < p.Dv; ++c) s += d[c] * o[c];
     delta[size_t(i)] = s;
   }
   const Backward<T> g{p, dout, lse, delta.data(), dk, dv};
-  std::fill_n(dq, rows * p.D, T(0));
 
   const int nthreads = omp_get_max_threads();
   if (heads >= nthreads) {
@@ -220,10 +236,12 @@ void backward(const Problem<T>& p, const T* dout, const T* out, const T* lse, T*
     {
       Buffer<T> pb(kBlockQ * kBlockK), db(kBlockQ * kBlockK);
 #pragma omp for schedule(dynamic)
-      for (int64_t bh = 0; bh < heads; ++bh)
+      for (int64_t bh = 0; bh < heads; ++bh) {
+        for (int64_t i = 0; i < p.Tq; ++i) std::fill_n(dq.row(bh, i), p.D, T(0));
         for (int64_t kb = 0; kb < nkb; ++kb)
           backward_key_block(g, bh, kb * kBlockK, std::min(kBlockK, p.Tk - kb * kBlockK), pb.data(), db.data(),
-                             dq + bh * p.Tq * p.D);
+                             dq.head(bh), dq.ld);
+      }
     }
     return;
   }
@@ -240,11 +258,15 @@ void backward(const Problem<T>& p, const T* dout, const T* out, const T* lse, T*
       // Round-robin: causal key blocks near the end see fewer queries.
 #pragma omp for schedule(static, 1)
       for (int64_t kb = 0; kb < nkb; ++kb)
-        backward_key_block(g, bh, kb * kBlockK, std::min(kBlockK, p.Tk - kb * kBlockK), pb.data(), db.data(), mine);
+        backward_key_block(g, bh, kb * kBlockK, std::min(kBlockK, p.Tk - kb * kBlockK), pb.data(), db.data(), mine,
+                           p.D);
     }
-    T* dq_head = dq + bh * head_dq;
-    for (int t = 0; t < nthreads; ++t)
-      for (int64_t i = 0; i < head_dq; ++i) dq_head[i] += partial[size_t(t * head_dq + i)];
+    for (int64_t i = 0; i < p.Tq; ++i) {
+      T* d = dq.row(bh, i);
+      std::fill_n(d, p.D, T(0));
+      for (int t = 0; t < nthreads; ++t)
+        for (int64_t c = 0; c < p.D; ++c) d[c] += partial[size_t(t * head_dq + i * p.D + c)];
+    }
   }
 }
 
@@ -265,7 +287,7 @@ void forward_kernel(const Tensor& out, const Tensor& lse, const Tensor& q, const
       forward_kernel(out32, lse, widen(q), widen(k), widen(v), mask, causal, scale);
       kernels::copy(out.device(), out, out32);
     } else {
-      forward(Problem<T>(q, k, v, mask, causal, scale), out.data<T>(), lse.data<T>());
+      forward(Problem<T>(q, k, v, mask, causal, scale), Heads<T>(out), lse.data<T>());
     }
   });
 }
@@ -284,8 +306,8 @@ void backward_kernel(const Tensor& dq, const Tensor& dk, const Tensor& dv, const
       kernels::copy(dk.device(), dk, dk32);
       kernels::copy(dv.device(), dv, dv32);
     } else {
-      backward(Problem<T>(q, k, v, mask, causal, scale), dout.data<T>(), out.data<T>(), lse.data<T>(),
-               dq.data<T>(), dk.data<T>(), dv.data<T>());
+      backward(Problem<T>(q, k, v, mask, causal, scale), Heads<const T>(dout), Heads<const T>(out), lse.data<T>(),
+               Heads<T>(dq), Heads<T>(dk), Heads<T>(dv));
     }
   });
 }

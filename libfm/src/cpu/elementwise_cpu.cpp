@@ -2,6 +2,7 @@
 // unit-stride and broadcast-scalar runs as separate (vectorisable) loops.
 #include "dispatch.h"
 #include "fm/kernels/core.h"
+#include "gelu_cpu.h"
 
 namespace fm::cpu {
 namespace {
@@ -19,7 +20,10 @@ void binary_loop(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
     const S* x = pa + off[1];
     const S* y = pb + off[2];
     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
-      for (int64_t i = 0; i < n; ++i) o[i] = R(f(C(x[i]), C(y[i])));
+      if constexpr (std::is_same_v<F, BinaryFn<BinaryOp::gelu_backward>> && std::is_same_v<S, float>)
+        gelu_backward_f32(x, y, o, n);
+      else
+        for (int64_t i = 0; i < n; ++i) o[i] = R(f(C(x[i]), C(y[i])));
     } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
       const C yv = C(y[0]);
       for (int64_t i = 0; i < n; ++i) o[i] = R(f(C(x[i]), yv));
@@ -81,7 +85,10 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
       S* o = po + off[0];
       const S* i = px + off[1];
       if (st[0] == 1 && st[1] == 1) {
-        for (int64_t j = 0; j < n; ++j) o[j] = S(f(C(i[j])));
+        if constexpr (op == UnaryOp::gelu && std::is_same_v<S, float>)
+          gelu_f32(i, o, n);
+        else
+          for (int64_t j = 0; j < n; ++j) o[j] = S(f(C(i[j])));
       } else {
         for (int64_t j = 0; j < n; ++j) o[j * st[0]] = S(f(C(i[j * st[1]])));
       }

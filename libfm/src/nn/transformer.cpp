@@ -85,6 +85,8 @@ Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& context, const
     vh = split_heads(kvo.narrow(2, d, d), H);
   } else {
     Tensor all = qkv->forward(x);
+    if (!options.rotary && !cache)  // the common case: no head split or merge copies
+      return drop->forward(proj->forward(scaled_dot_product_attention_qkvpacked(all, H, mask, causal)));
     qh = split_heads(all.narrow(2, 0, d), H);
     kh = split_heads(all.narrow(2, d, d), H);
     vh = split_heads(all.narrow(2, 2 * d, d), H);

@@ -42,6 +42,26 @@ Tensor prepare_mask(const Tensor& mask, const Shape& scores, DType acc, Device d
   return m.expand(scores);
 }
 
+// The kernels read [B,H,T,D] operands through their strides but need rows
+// (the last dim) unit-stride.
+Tensor unit_rows(const Tensor& x) { return x.size(3) <= 1 || x.stride(3) == 1 ? x : x.contiguous(); }
+
+// A new [B,H,T,D] tensor laid out like `like`: [B,T,H,D] in memory when
+// `like` is a head-split view of [B,T,H*D] rows (then merging heads after
+// the op is a free view, and gradients flow back without transposing
+// copies), else contiguous.
+Tensor new_heads_like(const Tensor& like, int64_t D, DType t) {
+  const int64_t B = like.size(0), H = like.size(1), T = like.size(2);
+  if (H > 1 && T > 1 && like.stride(1) < like.stride(2))
+    return make_tensor({B, T, H, D}, t, like.device()).transpose(1, 2);
+  return make_tensor({B, H, T, D}, t, like.device());
+}
+
+// Part `part` of each row of t [B, T, parts * H * D] as [B, H, T, D] heads.
+Tensor head_split(const Tensor& t, int64_t part, int64_t H, int64_t D) {
+  return t.narrow(2, part * H * D, H * D).view({t.size(0), t.size(1), H, D}).transpose(1, 2);
+}
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
@@ -53,22 +73,58 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (scale == 0.0) scale = 1.0 / std::sqrt(double(D));
   const Tensor m = prepare_mask(mask, {B, H, Tq, Tk}, acc, dev);
 
-  // Detached contiguous inputs: the node below is the only graph edge.
-  const Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
-  Tensor out = make_tensor({B, H, Tq, Dv}, t, dev);
+  // Detached inputs: the node below is the only graph edge.
+  const Tensor qc = unit_rows(q.detach()), kc = unit_rows(k.detach()), vc = unit_rows(v.detach());
+  Tensor out = new_heads_like(qc, Dv, t);
   const Tensor lse = make_tensor({B, H, Tq}, acc, dev);
   kernels::attention_forward(dev, out, lse, qc, kc, vc, m, causal, scale);
 
   if (any_requires_grad({q, k, v})) {
     const Tensor o = out.detach();
     record(kOp, out, {q, k, v}, [qc, kc, vc, o, lse, m, causal, scale](const Tensor& g, const Node& n) {
-      const Tensor dout = (g.dtype() == qc.dtype() ? g : g.to(qc.dtype())).contiguous();
-      Tensor dq = make_tensor(qc.shape(), qc.dtype(), qc.device());
-      Tensor dk = make_tensor(kc.shape(), kc.dtype(), kc.device());
-      Tensor dv = make_tensor(vc.shape(), vc.dtype(), vc.device());
+      const Tensor dout = unit_rows(g.dtype() == qc.dtype() ? g : g.to(qc.dtype()));
+      Tensor dq = new_heads_like(qc, qc.size(3), qc.dtype());
+      Tensor dk = new_heads_like(kc, kc.size(3), kc.dtype());
+      Tensor dv = new_heads_like(vc, vc.size(3), vc.dtype());
       kernels::attention_backward(qc.device(), dq, dk, dv, dout, qc, kc, vc, o, lse, m, causal, scale);
       return std::vector<Tensor>{n.needs_input_grad(0) ? dq : Tensor(), n.needs_input_grad(1) ? dk : Tensor(),
                                  n.needs_input_grad(2) ? dv : Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor scaled_dot_product_attention_qkvpacked(const Tensor& qkv, int64_t n_head, const Tensor& mask, bool causal,
+                                             double scale) {
+  constexpr const char* op = "scaled_dot_product_attention_qkvpacked";
+  if (!qkv.defined() || qkv.dim() != 3 || n_head <= 0 || qkv.size(2) % (3 * n_head) != 0)
+    error(op, ": qkv must be [B, T, 3 * n_head * D], got ", qkv.defined() ? qkv.shape() : Shape{}, " with n_head ",
+          n_head);
+  if (!is_floating(qkv.dtype())) error(op, ": qkv must be floating, got ", qkv.dtype());
+  const int64_t B = qkv.size(0), T = qkv.size(1), H = n_head, D = qkv.size(2) / (3 * n_head);
+  const DType t = qkv.dtype(), acc = t == DType::f64 ? DType::f64 : DType::f32;
+  const Device dev = qkv.device();
+  if (scale == 0.0) scale = 1.0 / std::sqrt(double(D));
+  const Tensor m = prepare_mask(mask, {B, H, T, T}, acc, dev);
+
+  const Tensor x = qkv.stride(2) == 1 ? qkv.detach() : qkv.detach().contiguous();
+  Tensor out = make_tensor({B, T, H * D}, t, dev);
+  const Tensor lse = make_tensor({B, H, T}, acc, dev);
+  kernels::attention_forward(dev, head_split(out, 0, H, D), lse, head_split(x, 0, H, D), head_split(x, 1, H, D),
+                             head_split(x, 2, H, D), m, causal, scale);
+
+  if (any_requires_grad({qkv})) {
+    const Tensor o = out.detach();
+    record(op, out, {qkv}, [x, o, lse, m, causal, scale, H, D](const Tensor& g, const Node&) {
+      Tensor dout = g.dtype() == x.dtype() ? g : g.to(x.dtype());
+      if (dout.stride(2) != 1) dout = dout.contiguous();
+      // One buffer takes dq, dk and dv side by side: the gradient of qkv as is.
+      Tensor dqkv = make_tensor(x.shape(), x.dtype(), x.device());
+      kernels::attention_backward(x.device(), head_split(dqkv, 0, H, D), head_split(dqkv, 1, H, D),
+                                  head_split(dqkv, 2, H, D), head_split(dout, 0, H, D), head_split(x, 0, H, D),
+                                  head_split(x, 1, H, D), head_split(x, 2, H, D), head_split(o, 0, H, D), lse, m,
+                                  causal, scale);
+      return std::vector<Tensor>{dqkv};
     });
   }
   return out;

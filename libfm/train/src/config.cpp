@@ -178,14 +178,29 @@ void Config::parse_file(const std::string& path) {
 }
 
 void Config::parse_overrides(const std::vector<std::string>& args) {
+  // Normalise to --key=value, the last occurrence of a key winning.
+  std::map<std::string, std::string> last;
+  std::vector<std::string> order;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a.rfind("--", 0) != 0) error("config: unexpected argument '", a, "' (overrides look like --section.key=value)");
-    if (a.find('=') == std::string::npos) ++i;  // "--key value": the next argument is the value
+    std::string key = a, value;
+    if (const size_t eq = a.find('='); eq != std::string::npos) {
+      key = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];  // "--key value"
+    } else {
+      error("config: command line: ", a, " needs a value");
+    }
+    if (!last.count(key)) order.push_back(key);
+    last[key] = value;
   }
+  std::vector<std::string> normalised;
+  for (const auto& k : order) normalised.push_back(k + "=" + last[k]);
   try {
     const po::options_description desc = impl_->description();  // the parser keeps a pointer to it
-    po::command_line_parser parser(args);
+    po::command_line_parser parser(normalised);
     parser.options(desc).style(po::command_line_style::default_style &
                                                ~po::command_line_style::allow_guessing);
     impl_->apply(parser.run(), "command line");

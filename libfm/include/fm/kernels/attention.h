@@ -9,8 +9,10 @@
 
 namespace fm::kernels {
 
-// Flash-style attention over contiguous q [B,H,Tq,D], k [B,H,Tk,D],
-// v [B,H,Tk,Dv] of one floating dtype (half types compute in f32).
+// Flash-style attention over q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] of
+// one floating dtype (half types compute in f32). Every [B,H,T,D] operand
+// here, inputs and outputs, may have any strides on B, H and T but unit
+// stride on the last dim (e.g. heads split from a fused qkv projection).
 // `mask` is undefined or a [B,H,Tq,Tk] view (stride 0 on broadcast dims),
 // bool (true = attend) or additive in lse's dtype. Query i sees key j only if
 // j <= i + (Tk - Tq) when `causal`. Scores are `scale` * q.k (+ mask).
@@ -21,8 +23,8 @@ namespace fm::kernels {
 extern Kernel<void(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& mask, bool causal, double scale)>
     attention_forward;
-// Backward from dout [B,H,Tq,Dv] (contiguous) and the forward's out and lse:
-// fills dq, dk, dv (contiguous, the inputs' dtype and shapes).
+// Backward from dout [B,H,Tq,Dv] and the forward's out and lse: fills dq,
+// dk, dv (the inputs' dtype and shapes).
 extern Kernel<void(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                    const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
                    bool causal, double scale)>

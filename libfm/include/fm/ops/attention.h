@@ -15,6 +15,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     const Tensor& mask = Tensor(), bool causal = false,
                                     double scale = 0.0);
 
+// Self-attention over a fused projection qkv [B, T, 3 * n_head * D] (each row
+// holds q, k and v side by side, heads in order, as flash-attn's qkvpacked)
+// -> [B, T, n_head * D], heads merged. The same attention as
+// scaled_dot_product_attention on the head-split views, but no head split or
+// merge is ever copied and the gradient of qkv is one buffer.
+Tensor scaled_dot_product_attention_qkvpacked(const Tensor& qkv, int64_t n_head, const Tensor& mask = Tensor(),
+                                             bool causal = false, double scale = 0.0);
+
 // Rotary position embedding on x [B, H, T, D] (D even), rotating pairs
 // (i, i + D/2) as GPT-NeoX / LLaMA; position of row t is `start_pos + t`.
 Tensor rotary_embedding(const Tensor& x, int64_t start_pos = 0, double theta = 10000.0);
