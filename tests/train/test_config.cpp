@@ -100,3 +100,9 @@ TEST(Config, HelpListsEveryKey) {
   for (const char* k : {"--model.n_layer=<int>", "--train.lr=<float>", "--data.train=<string>", "--train.compile=<bool>"})
     EXPECT_NE(h.find(k), std::string::npos) << k;
 }
+
+TEST(Config, TheLastOverrideOfAKeyWins) {
+  Config c = make();
+  c.parse_overrides({"--model.n_layer=2", "--model.n_layer", "5"});
+  EXPECT_EQ(c.get_int("model.n_layer"), 5);
+}
