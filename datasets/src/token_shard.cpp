@@ -1,18 +1,13 @@
 #include "fm/data/token_shard.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "fm/error.h"
 #include "fm/io/atomic_file.h"
+#include "fm/io/mapped_file.h"
 
 namespace fm::data {
 namespace {
@@ -31,33 +26,10 @@ template <class... Parts>
   error("token shard ", path, ": ", parts...);
 }
 
-struct Mapping {
-  void* addr = MAP_FAILED;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != MAP_FAILED) ::munmap(addr, size);
-  }
-};
-
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-std::shared_ptr<Mapping> map_file(const std::string& path) {
-  FileDescriptor f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) fail(path, "cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat: ", std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  if (st.st_size < kTokenShardHeaderBytes)
-    fail(path, "file is ", st.st_size, " bytes, shorter than the ", kTokenShardHeaderBytes, "-byte header");
-  auto m = std::make_shared<Mapping>();
-  m->addr = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, f.fd, 0);
-  if (m->addr == MAP_FAILED) fail(path, "mmap: ", std::strerror(errno));
-  m->size = size_t(st.st_size);
+std::shared_ptr<io::MappedFile> map_file(const std::string& path) {
+  auto m = std::make_shared<io::MappedFile>(path, "token shard ");
+  if (m->size() < size_t(kTokenShardHeaderBytes))
+    fail(path, "file is ", m->size(), " bytes, shorter than the ", kTokenShardHeaderBytes, "-byte header");
   return m;
 }
 
@@ -104,8 +76,8 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
 }
 
 TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path) {
-  std::shared_ptr<Mapping> m = map_file(path);
-  const char* bytes = static_cast<const char*>(m->addr);
+  std::shared_ptr<io::MappedFile> m = map_file(path);
+  const char* bytes = m->data();
   int32_t header[3];
   std::memcpy(header, bytes, sizeof header);
   if (header[0] != kTokenShardMagic)
@@ -115,7 +87,7 @@ TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path
   version_ = header[1];
   if (header[2] < 0) fail(path, "negative token count ", header[2], " in the header");
   size_ = header[2];
-  const int64_t data_bytes = int64_t(m->size) - kTokenShardHeaderBytes;
+  const int64_t data_bytes = int64_t(m->size()) - kTokenShardHeaderBytes;
   if (data_bytes != size_ * token_bytes(version_))
     fail(path, "the header counts ", size_, " ", token_type(version_), " tokens (", size_ * token_bytes(version_),
          " bytes) but the file has ", data_bytes, " bytes after the ", kTokenShardHeaderBytes, "-byte header");

@@ -114,15 +114,9 @@ struct TinyRun {
   int64_t data_position = 0;
 };
 
-class Checkpoint : public ::testing::Test {
+class Checkpoint : public fm::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    dir_ = fs::temp_directory_path() / ("fm_checkpoint_" + std::to_string(::getpid()) + "_" + test);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  Checkpoint() : TempDirTest("fm_checkpoint_") {}
   std::string root() const { return dir_.string(); }
   std::string step_dir(int64_t step) const { return (dir_ / ("step_" + std::to_string(step))).string(); }
   std::vector<std::string> names_in(const fs::path& dir) const {
@@ -131,7 +125,6 @@ class Checkpoint : public ::testing::Test {
     std::sort(names.begin(), names.end());
     return names;
   }
-  fs::path dir_;
 };
 
 // Calls f, which must throw fm::Error holding each of `parts`.

@@ -4,6 +4,7 @@
 
 using namespace fm;
 using fm::test::all_close;
+using fm::test::expect_error;
 using fm::test::grads_ok;
 using fm::test::leaf;
 using Ts = std::vector<Tensor>;
@@ -85,17 +86,6 @@ Tensor ref_conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, c
 
 Conv2dArgs as_2d(const Conv1dArgs& a) {
   return args2d({1, a.stride}, {0, a.padding}, {1, a.dilation}, a.groups, {0, a.output_padding});
-}
-
-// The message of the fm::Error that f throws ("" when none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct ConvCase {
@@ -282,46 +272,43 @@ TEST(Gradcheck, ThroughHalfPrecisionCast) {
 }
 
 TEST(ConvErrors, NameTheOpAndShapes) {
-  auto expect_error = [](const std::string& msg, const std::string& part) {
-    EXPECT_NE(msg.find(part), std::string::npos) << "message: '" << msg << "' lacks '" << part << "'";
-  };
   Tensor x = randn({1, 3, 8, 8});
-  expect_error(error_of([&] { conv2d(x, randn({4, 2, 3, 3})); }),
+  expect_error([&] { conv2d(x, randn({4, 2, 3, 3})); },
                "conv2d: input [1,3,8,8] has 3 channels but weight [4,2,3,3] expects 2 (groups 1)");
   Conv2dArgs g2;
   g2.groups = 2;
-  expect_error(error_of([&] { conv2d(randn({1, 4, 8, 8}), randn({3, 2, 3, 3}), Tensor(), g2); }),
+  expect_error([&] { conv2d(randn({1, 4, 8, 8}), randn({3, 2, 3, 3}), Tensor(), g2); },
                "has 3 output channels, not divisible by groups 2");
-  expect_error(error_of([&] { conv_transpose2d(x, randn({3, 2, 3, 3}), Tensor(), g2); }),
+  expect_error([&] { conv_transpose2d(x, randn({3, 2, 3, 3}), Tensor(), g2); },
                "conv_transpose2d: weight [3,2,3,3] has 3 input channels, not divisible by groups 2");
-  expect_error(error_of([&] { conv_transpose2d(x, randn({4, 2, 3, 3})); }),
+  expect_error([&] { conv_transpose2d(x, randn({4, 2, 3, 3})); },
                "conv_transpose2d: input [1,3,8,8] has 3 channels but weight [4,2,3,3] expects 4");
-  expect_error(error_of([&] { conv2d(randn({1, 1, 2, 2}), randn({1, 1, 3, 3})); }),
+  expect_error([&] { conv2d(randn({1, 1, 2, 2}), randn({1, 1, 3, 3})); },
                "conv2d: input [1,1,2,2] with padding [0,0] is too small for kernel [3,3]");
-  expect_error(error_of([&] { conv1d(randn({1, 1, 4}), randn({1, 1, 3}), Tensor(), {.dilation = 2}); }),
+  expect_error([&] { conv1d(randn({1, 1, 4}), randn({1, 1, 3}), Tensor(), {.dilation = 2}); },
                "conv1d: input [1,1,4] with padding 0 is too small for kernel 3");
   Conv2dArgs pad;
   pad.padding[0] = pad.padding[1] = 1;
-  expect_error(error_of([&] { conv_transpose2d(randn({1, 1, 1, 1}), randn({1, 1, 1, 1}), Tensor(), pad); }),
+  expect_error([&] { conv_transpose2d(randn({1, 1, 1, 1}), randn({1, 1, 1, 1}), Tensor(), pad); },
                "output size would be [-1,-1]");
-  expect_error(error_of([&] { conv2d(x, randn({4, 3, 3, 3}), randn({3})); }),
+  expect_error([&] { conv2d(x, randn({4, 3, 3, 3}), randn({3})); },
                "conv2d: bias [3] does not match the 4 output channels");
-  expect_error(error_of([&] { conv2d(randn({3, 8, 8}), randn({4, 3, 3, 3})); }),
+  expect_error([&] { conv2d(randn({3, 8, 8}), randn({4, 3, 3, 3})); },
                "conv2d: input must be [N, C, H, W], got [3,8,8]");
-  expect_error(error_of([&] { conv1d(x, randn({4, 3, 3})); }), "conv1d: input must be [N, C, L]");
+  expect_error([&] { conv1d(x, randn({4, 3, 3})); }, "conv1d: input must be [N, C, L]");
   Conv2dArgs op;
   op.stride[0] = op.stride[1] = 2;
   op.output_padding[0] = op.output_padding[1] = 2;
-  expect_error(error_of([&] { conv_transpose2d(x, randn({3, 2, 3, 3}), Tensor(), op); }),
+  expect_error([&] { conv_transpose2d(x, randn({3, 2, 3, 3}), Tensor(), op); },
                "output_padding [2,2] must be smaller than stride [2,2] or dilation [1,1]");
   op.output_padding[0] = op.output_padding[1] = 1;
-  expect_error(error_of([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), op); }),
+  expect_error([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), op); },
                "output_padding [1,1] applies to transposed convolutions only");
   Conv2dArgs bad;
   bad.groups = 0;
-  expect_error(error_of([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), bad); }), "groups must be positive");
+  expect_error([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), bad); }, "groups must be positive");
   bad.groups = 1;
   bad.stride[1] = 0;
-  expect_error(error_of([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), bad); }), "must be positive");
-  expect_error(error_of([&] { conv2d(x.to(DType::i64), randn({4, 3, 3, 3})); }), "needs floating tensors");
+  expect_error([&] { conv2d(x, randn({4, 3, 3, 3}), Tensor(), bad); }, "must be positive");
+  expect_error([&] { conv2d(x.to(DType::i64), randn({4, 3, 3, 3})); }, "needs floating tensors");
 }

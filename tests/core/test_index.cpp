@@ -5,26 +5,14 @@
 
 using namespace fm;
 using fm::test::all_close;
+using fm::test::coords;
+using fm::test::error_of;
 using fm::test::grads_ok;
 using fm::test::leaf;
+using fm::test::linear;
 using Ts = std::vector<Tensor>;
 
 namespace {
-
-std::vector<int64_t> coords(int64_t i, const Shape& shape) {
-  std::vector<int64_t> c(size_t(shape.size()));
-  for (int d = shape.size() - 1; d >= 0; --d) {
-    c[size_t(d)] = i % shape[d];
-    i /= shape[d];
-  }
-  return c;
-}
-
-int64_t linear(const std::vector<int64_t>& c, const Shape& shape) {
-  int64_t i = 0;
-  for (int d = 0; d < shape.size(); ++d) i = i * shape[d] + c[size_t(d)];
-  return i;
-}
 
 std::vector<double> naive_index_select(const Tensor& x, int d, const Tensor& index) {
   const std::vector<int64_t> idx = index.to_vector<int64_t>();
@@ -68,15 +56,6 @@ std::vector<T> naive_scatter_add(const Tensor& x, int d, const Tensor& index, co
 }
 
 std::vector<double> as_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 using namespace fm;
 using fm::test::all_close;
+using fm::test::expect_error;
 using fm::test::grads_ok;
 using fm::test::leaf;
 using Ts = std::vector<Tensor>;
@@ -45,16 +46,6 @@ Tensor targets(const Shape& shape, int64_t C, int64_t ignore, DType t = DType::i
   Tensor tg = randint(0, C, shape);
   Tensor drop = lt(rand(shape), scalar_tensor(0.25));
   return where(drop, full(shape, double(ignore), DType::i64), tg).to(t);
-}
-
-template <class F>
-void expect_error(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no fm::Error (expected one mentioning '" << part << "')";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

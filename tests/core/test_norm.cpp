@@ -5,6 +5,7 @@
 
 using namespace fm;
 using fm::test::all_close;
+using fm::test::expect_error;
 using fm::test::grads_ok;
 using fm::test::leaf;
 using Ts = std::vector<Tensor>;
@@ -96,17 +97,6 @@ Vec naive_normalize(const Tensor& x, int dim, double eps) {
 }
 
 double tol(DType t) { return t == DType::f64 ? 1e-12 : 2e-5; }
-
-// Expects f to throw fm::Error whose message contains `part`.
-template <class F>
-void expect_error(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no fm::Error (expected one mentioning '" << part << "')";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 

@@ -10,7 +10,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 
 #include "fm/error.h"
 #include "fm/io/event_writer.h"
@@ -19,32 +18,17 @@
 
 using namespace fm;
 using namespace fm::io;
+using fm::test::read_file;
+using fm::test::write_file;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
 
-// Each test gets a fresh directory under the system temp dir.
-class RunLogs : public ::testing::Test {
+class RunLogs : public fm::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    dir_ = fs::temp_directory_path() / ("fm_run_logs_" + std::to_string(::getpid()) + "_" + test);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  RunLogs() : TempDirTest("fm_run_logs_") {}
 };
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_file(const fs::path& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 std::vector<std::string> lines_of(const fs::path& path) {
   std::vector<std::string> lines;

@@ -22,6 +22,8 @@
 using namespace fm;
 using namespace fm::io;
 using fm::test::all_close;
+using fm::test::read_file;
+using fm::test::write_file;
 namespace fs = std::filesystem;
 using Bytes = std::string;  // file contents
 
@@ -30,35 +32,10 @@ namespace {
 const DType kAllDTypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16,
                             DType::i32, DType::i64, DType::u8,   DType::b8};
 
-// Each test gets a fresh directory under the system temp dir.
-class SafetensorsIO : public ::testing::Test {
+class SafetensorsIO : public fm::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    dir_ = fs::temp_directory_path() / ("fm_safetensors_" + std::to_string(::getpid()) + "_" + test);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::vector<std::string> files_in_dir() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir_;
+  SafetensorsIO() : TempDirTest("fm_safetensors_") {}
 };
-
-Bytes read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_file(const std::string& path, const Bytes& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 Bytes u64_le(uint64_t v) {
   Bytes b(8, '\0');

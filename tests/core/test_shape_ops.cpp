@@ -6,27 +6,14 @@
 
 using namespace fm;
 using fm::test::all_close;
+using fm::test::coords;
+using fm::test::error_of;
 using fm::test::grads_ok;
 using fm::test::leaf;
+using fm::test::linear;
 using Ts = std::vector<Tensor>;
 
 namespace {
-
-// Row-major coordinates of element i of a tensor of `shape`.
-std::vector<int64_t> coords(int64_t i, const Shape& shape) {
-  std::vector<int64_t> c(size_t(shape.size()));
-  for (int d = shape.size() - 1; d >= 0; --d) {
-    c[size_t(d)] = i % shape[d];
-    i /= shape[d];
-  }
-  return c;
-}
-
-int64_t linear(const std::vector<int64_t>& c, const Shape& shape) {
-  int64_t i = 0;
-  for (int d = 0; d < shape.size(); ++d) i = i * shape[d] + c[size_t(d)];
-  return i;
-}
 
 // cat by walking the output and finding which input each element comes from.
 std::vector<double> naive_cat(const Ts& ts, int d) {
@@ -66,15 +53,6 @@ std::vector<double> naive_pad(const Tensor& x, const std::vector<int64_t>& pads,
     r.push_back(outside ? value : xv[size_t(linear(c, x.shape()))]);
   }
   return r;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace

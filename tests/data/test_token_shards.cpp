@@ -2,12 +2,10 @@
 // files, shards read by numpy as llm.c and nanoGPT read them, TokenWindows'
 // deterministic batches, and prepare_text_shards' splits and shard sizes.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <numeric>
 #include <sstream>
 
@@ -15,44 +13,22 @@
 #include "fm/data/token_shard.h"
 #include "fm/data/token_windows.h"
 #include "fm/error.h"
+#include "helpers.h"
 
 using namespace fm;
 using namespace fm::data;
+using fm::test::read_file;
+using fm::test::write_file;
 namespace fs = std::filesystem;
 using Bytes = std::string;  // file contents
 using Tokens = std::vector<uint32_t>;
 
 namespace {
 
-// Each test gets a fresh directory under the system temp dir.
-class TokenData : public ::testing::Test {
+class TokenData : public fm::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    dir_ = fs::temp_directory_path() / ("fm_token_data_" + std::to_string(::getpid()) + "_" + test);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::vector<std::string> files_in_dir() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir_;
+  TokenData() : TempDirTest("fm_token_data_") {}
 };
-
-Bytes read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_file(const std::string& path, const Bytes& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 void append_le(Bytes& b, uint32_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) b.push_back(char((v >> (8 * i)) & 0xFF));

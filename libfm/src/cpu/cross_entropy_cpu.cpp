@@ -10,10 +10,9 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
-#include <vector>
 
-#include "dispatch.h"
 #include "fm/kernels/norm.h"
+#include "row_io.h"
 
 namespace fm::cpu {
 namespace {
@@ -21,39 +20,6 @@ namespace {
 // Long enough that the hardware prefetcher keeps streaming (chunks of 2048
 // floats ran at half the speed, measured at V = 50304), short enough for L2.
 constexpr int64_t kChunk = 16384;
-
-template <class C>
-using ConstArr = Eigen::Map<const Eigen::Array<C, Eigen::Dynamic, 1>>;
-template <class C>
-using Arr = Eigen::Map<Eigen::Array<C, Eigen::Dynamic, 1>>;
-
-// A chunk of stored type S in its compute type: f32/f64 in place, bf16/f16
-// through a converted copy (a per-thread buffer of kChunk values).
-template <class S>
-class ChunkIO {
-  using C = compute_t<S>;
-  static constexpr bool kNative = std::is_same_v<S, C>;
-
- public:
-  const C* read(const S* p, int64_t n) {
-    if constexpr (kNative) return p;
-    buf_.resize(size_t(kChunk));
-    for (int64_t i = 0; i < n; ++i) buf_[size_t(i)] = C(p[i]);
-    return buf_.data();
-  }
-  C* out(S* p) {
-    if constexpr (kNative) return p;
-    buf_.resize(size_t(kChunk));
-    return buf_.data();
-  }
-  void commit(S* p, int64_t n) {
-    if constexpr (!kNative)
-      for (int64_t i = 0; i < n; ++i) p[i] = S(buf_[size_t(i)]);
-  }
-
- private:
-  std::vector<C> buf_;
-};
 
 template <class S, class T>
 void forward_typed(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
@@ -69,7 +35,7 @@ void forward_typed(const Tensor& loss, const Tensor& lse, const Tensor& logits, 
 
 #pragma omp parallel if (rows > 1 && rows * n > kParallelGrain)
   {
-    ChunkIO<S> io;
+    RowIO<S> io;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t t = int64_t(pt[r]);
@@ -117,7 +83,7 @@ void backward_typed(const Tensor& dlogits, const Tensor& grad_loss, const Tensor
 
 #pragma omp parallel if (rows > 1 && rows * n > kParallelGrain)
   {
-    ChunkIO<S> in, out;
+    RowIO<S> in, out;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t t = int64_t(pt[r]);
@@ -131,7 +97,7 @@ void backward_typed(const Tensor& dlogits, const Tensor& grad_loss, const Tensor
       for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
         const int64_t len = std::min(kChunk, n - c0);
         ConstArr<C> x(in.read(row + c0, len), len);
-        Arr<C> d(out.out(drow + c0), len);
+        Arr<C> d(out.out(drow + c0, len), len);
         d = ((x - l).exp() - uniform) * g;
         if (t >= c0 && t < c0 + len) d[t - c0] -= (C(1) - eps) * g;
         out.commit(drow + c0, len);

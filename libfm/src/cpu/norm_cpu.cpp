@@ -11,45 +11,11 @@
 #include <limits>
 #include <vector>
 
-#include "dispatch.h"
 #include "fm/kernels/norm.h"
+#include "row_io.h"
 
 namespace fm::cpu {
 namespace {
-
-template <class C>
-using ConstArr = Eigen::Map<const Eigen::Array<C, Eigen::Dynamic, 1>>;
-template <class C>
-using Arr = Eigen::Map<Eigen::Array<C, Eigen::Dynamic, 1>>;
-
-// A row of stored type S seen in its compute type: f32/f64 rows are used in
-// place, bf16/f16 rows go through a converted copy.
-template <class S>
-class RowIO {
-  using C = compute_t<S>;
-  static constexpr bool kNative = std::is_same_v<S, C>;
-
- public:
-  const C* read(const S* p, int64_t n) {
-    if constexpr (kNative) return p;
-    buf_.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) buf_[size_t(i)] = C(p[i]);
-    return buf_.data();
-  }
-  // Where to compute n outputs for p; commit() stores them.
-  C* out(S* p, int64_t n) {
-    if constexpr (kNative) return p;
-    buf_.resize(size_t(n));
-    return buf_.data();
-  }
-  void commit(S* p, int64_t n) {
-    if constexpr (!kNative)
-      for (int64_t i = 0; i < n; ++i) p[i] = S(buf_[size_t(i)]);
-  }
-
- private:
-  std::vector<C> buf_;
-};
 
 void check_rows(const char* op, const Tensor& t) {
   if (!t.is_contiguous() || t.dim() != 2) error(op, ": expects a contiguous [rows, n] tensor, got ", t.shape());

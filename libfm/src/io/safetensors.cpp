@@ -1,13 +1,7 @@
 #include "fm/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -17,6 +11,7 @@
 
 #include "fm/factory.h"
 #include "fm/io/atomic_file.h"
+#include "fm/io/mapped_file.h"
 
 namespace fm::io {
 namespace {
@@ -91,34 +86,10 @@ struct Context {
   }
 };
 
-struct Mapping {
-  void* addr = MAP_FAILED;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != MAP_FAILED) ::munmap(addr, size);
-  }
-};
-
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-std::shared_ptr<Mapping> map_file(const Context& cx) {
-  FileDescriptor f{::open(cx.path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) cx.fail("cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) cx.fail("cannot stat: ", std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) cx.fail("not a regular file");
-  if (st.st_size < 8) cx.fail("file is ", st.st_size, " bytes, shorter than the 8-byte header length");
-  auto m = std::make_shared<Mapping>();
-  // Private and writable: loaded tensors can be updated in place (copy on
-  // write) and the file never changes.
-  m->addr = ::mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_PRIVATE, f.fd, 0);
-  if (m->addr == MAP_FAILED) cx.fail("mmap: ", std::strerror(errno));
-  m->size = size_t(st.st_size);
+std::shared_ptr<MappedFile> map_file(const Context& cx) {
+  // Writable (copy on write): loaded tensors can be updated in place and the file never changes.
+  auto m = std::make_shared<MappedFile>(cx.path, "load_safetensors: ", /*writable=*/true);
+  if (m->size() < 8) cx.fail("file is ", m->size(), " bytes, shorter than the 8-byte header length");
   return m;
 }
 
@@ -246,7 +217,7 @@ void check_coverage(const Context& cx, const std::vector<Entry>& entries, uint64
   if (covered != data_size) cx.fail("bytes [", covered, ", ", data_size, ") of the data section belong to no tensor");
 }
 
-Tensor tensor_in_mapping(const Entry& e, char* data, const std::shared_ptr<Mapping>& mapping) {
+Tensor tensor_in_mapping(const Entry& e, char* data, const std::shared_ptr<MappedFile>& mapping) {
   char* p = data + e.begin;
   // Files from other writers may place a tensor at an offset its dtype cannot
   // be read from directly; those few are copied.
@@ -292,20 +263,20 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
 
 Safetensors load_safetensors(const std::string& path) {
   const Context cx{path};
-  std::shared_ptr<Mapping> mapping = map_file(cx);
-  char* bytes = static_cast<char*>(mapping->addr);
+  std::shared_ptr<MappedFile> mapping = map_file(cx);
+  char* bytes = mapping->data();
   uint64_t header_size;
   std::memcpy(&header_size, bytes, sizeof header_size);
   if (header_size > kMaxHeaderBytes)
     cx.fail("header length ", header_size, " exceeds the limit of ", kMaxHeaderBytes, " bytes");
-  if (header_size > mapping->size - 8)
-    cx.fail("header length ", header_size, " runs past the end of the file (", mapping->size, " bytes)");
+  if (header_size > mapping->size() - 8)
+    cx.fail("header length ", header_size, " runs past the end of the file (", mapping->size(), " bytes)");
   if (header_size == 0 || bytes[8] != '{') cx.fail("header does not start with '{'");
   const json header = parse_header(cx, bytes + 8, header_size);
 
   Safetensors out;
   std::vector<Entry> entries;
-  const uint64_t data_size = mapping->size - 8 - header_size;
+  const uint64_t data_size = mapping->size() - 8 - header_size;
   for (const auto& [key, value] : header.items()) {
     if (key == kMetadataKey)
       out.metadata = parse_metadata(cx, value);

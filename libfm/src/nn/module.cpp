@@ -1,9 +1,11 @@
 #include "fm/nn/module.h"
 
-#include <sstream>
+#include <string>
+#include <vector>
 
 #include "fm/autograd.h"
 #include "fm/tensor_impl.h"
+#include "../common/state_mismatch.h"
 
 namespace fm::nn {
 
@@ -94,20 +96,8 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   }
   for (const auto& [name, t] : state)
     if (!mine.count(name)) unexpected.push_back(name);
-  if (!mismatched.empty() || (strict && (!missing.empty() || !unexpected.empty()))) {
-    std::ostringstream os;
-    os << "load_state_dict:";
-    auto list = [&](const char* what, const std::vector<std::string>& names) {
-      if (names.empty()) return;
-      os << " " << what << ":";
-      for (const auto& n : names) os << " " << n;
-      os << ";";
-    };
-    list("missing", missing);
-    list("unexpected", unexpected);
-    list("shape mismatch", mismatched);
-    throw Error(os.str());
-  }
+  if (!mismatched.empty() || (strict && (!missing.empty() || !unexpected.empty())))
+    fm::detail::throw_state_mismatch("load_state_dict", missing, unexpected, mismatched);
   NoGradGuard ng;
   for (const auto& [name, t] : mine) {
     auto it = state.find(name);

@@ -1,7 +1,8 @@
 #include "state_check.h"
 
-#include <sstream>
 #include <vector>
+
+#include "../common/state_mismatch.h"
 
 namespace fm::optim::detail {
 
@@ -18,18 +19,7 @@ void check_state_dict(const char* what, const std::map<std::string, Shape>& expe
   for (const auto& entry : given)
     if (!expected.count(entry.first)) unexpected.push_back(entry.first);
   if (missing.empty() && unexpected.empty() && mismatched.empty()) return;
-  std::ostringstream os;
-  os << what << ":";
-  auto list = [&](const char* kind, const std::vector<std::string>& names) {
-    if (names.empty()) return;
-    os << " " << kind << ":";
-    for (const auto& n : names) os << " " << n;
-    os << ";";
-  };
-  list("missing", missing);
-  list("unexpected", unexpected);
-  list("shape mismatch", mismatched);
-  throw Error(os.str());
+  fm::detail::throw_state_mismatch(what, missing, unexpected, mismatched);
 }
 
 }  // namespace fm::optim::detail
