@@ -46,12 +46,7 @@ void binary_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
 
 void binary_kernel(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   if (out.numel() == 0) return;
-  switch (op) {
-#define FM_CASE(name, expr) \
-  case BinaryOp::name: return binary_typed<BinaryOp::name>(out, a, b);
-    FM_BINARY_OPS(FM_CASE)
-#undef FM_CASE
-  }
+  visit_op(op, [&](auto c) { binary_typed<decltype(c)::value>(out, a, b); });
 }
 
 template <CompareOp op>
@@ -64,12 +59,7 @@ void compare_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
 
 void compare_kernel(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   if (out.numel() == 0) return;
-  switch (op) {
-#define FM_CASE(name, expr) \
-  case CompareOp::name: return compare_typed<CompareOp::name>(out, a, b);
-    FM_COMPARE_OPS(FM_CASE)
-#undef FM_CASE
-  }
+  visit_op(op, [&](auto c) { compare_typed<decltype(c)::value>(out, a, b); });
 }
 
 template <UnaryOp op>
@@ -98,12 +88,7 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
 
 void unary_kernel(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) {
   if (out.numel() == 0) return;
-  switch (op) {
-#define FM_CASE(name, expr) \
-  case UnaryOp::name: return unary_typed<UnaryOp::name>(out, x, p0, p1);
-    FM_UNARY_OPS(FM_CASE)
-#undef FM_CASE
-  }
+  visit_op(op, [&](auto c) { unary_typed<decltype(c)::value>(out, x, p0, p1); });
 }
 
 void where_kernel(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {

@@ -47,11 +47,20 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
   }
 }
 
-// Everything but bool (arithmetic).
+// Everything but bool (arithmetic). Its own switch, so no kernel is ever
+// instantiated for bool.
 template <class F>
 decltype(auto) dispatch_numeric(DType t, const char* op, F&& f) {
-  if (t == DType::b8) error(op, ": arithmetic on bool tensors is not supported");
-  return dispatch_all(t, op, std::forward<F>(f));
+  switch (t) {
+    case DType::f32: return f(Tag<float>{});
+    case DType::f64: return f(Tag<double>{});
+    case DType::bf16: return f(Tag<bf16>{});
+    case DType::f16: return f(Tag<f16>{});
+    case DType::i32: return f(Tag<int32_t>{});
+    case DType::i64: return f(Tag<int64_t>{});
+    case DType::u8: return f(Tag<uint8_t>{});
+    default: error(op, ": arithmetic on ", t, " tensors is not supported");
+  }
 }
 
 // N operands of one shape with their own element strides. Dims of size 1 are

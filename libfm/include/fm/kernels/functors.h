@@ -3,6 +3,7 @@
 // kernels both instantiate these functors.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "fm/host_device.h"
 
@@ -114,5 +115,29 @@ FM_COMPARE_OPS(FM_COMPARE_FUNCTOR)
   };
 FM_UNARY_OPS(FM_UNARY_FUNCTOR)
 #undef FM_UNARY_FUNCTOR
+
+// Calls f(std::integral_constant<Op, op>{}) for a run-time op, so each
+// backend picks its compile-time kernel instance in one line.
+#define FM_VISIT_CASE(name, expr) \
+  case Op::name: return f(std::integral_constant<Op, Op::name>{});
+template <class F>
+decltype(auto) visit_op(BinaryOp op, F&& f) {
+  using Op = BinaryOp;
+  switch (op) { FM_BINARY_OPS(FM_VISIT_CASE) }
+  return f(std::integral_constant<Op, Op::add>{});  // unreachable: every enumerator has a case
+}
+template <class F>
+decltype(auto) visit_op(CompareOp op, F&& f) {
+  using Op = CompareOp;
+  switch (op) { FM_COMPARE_OPS(FM_VISIT_CASE) }
+  return f(std::integral_constant<Op, Op::eq>{});
+}
+template <class F>
+decltype(auto) visit_op(UnaryOp op, F&& f) {
+  using Op = UnaryOp;
+  switch (op) { FM_UNARY_OPS(FM_VISIT_CASE) }
+  return f(std::integral_constant<Op, Op::neg>{});
+}
+#undef FM_VISIT_CASE
 
 }  // namespace fm
