@@ -35,7 +35,7 @@ void copy(const Tensor& dst, const Tensor& src) {
   if (dst.shape() != src.shape()) error("copy: shapes ", dst.shape(), " and ", src.shape(), " differ");
   if (dst.numel() == 0) return;
   if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
-    FM_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), cudaMemcpyDeviceToDevice));
+    FM_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), cudaMemcpyDeviceToDevice, stream()));
     return;
   }
   StridedPlan<2> plan(dst.shape(), {&dst, &src});
@@ -43,7 +43,7 @@ void copy(const Tensor& dst, const Tensor& src) {
     using D = typename decltype(dt)::type;
     kernels::dispatch_all(src.dtype(), "copy", [&](auto st) {
       using S = typename decltype(st)::type;
-      copy_kernel<<<blocks_for(dst.numel()), kThreads>>>(plan, dst.numel(), static_cast<D*>(dst.data_ptr()),
+      copy_kernel<<<blocks_for(dst.numel()), kThreads, 0, stream()>>>(plan, dst.numel(), static_cast<D*>(dst.data_ptr()),
                                                          static_cast<const S*>(src.data_ptr()));
       check_launch();
     });
@@ -57,7 +57,8 @@ void copy_across(const Tensor& dst, const Tensor& src) {
   const cudaMemcpyKind kind = src.device().is_cpu() ? cudaMemcpyHostToDevice
                               : dst.device().is_cpu() ? cudaMemcpyDeviceToHost
                                                       : cudaMemcpyDeviceToDevice;
-  FM_CUDA_CHECK(cudaMemcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes(), kind));
+  FM_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), kind, stream()));
+  FM_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
 void fill(const Tensor& dst, double value) {
@@ -68,7 +69,7 @@ void fill(const Tensor& dst, double value) {
     T v;
     if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) v = T(float(value));
     else v = static_cast<T>(value);
-    fill_kernel<<<blocks_for(dst.numel()), kThreads>>>(plan, dst.numel(), static_cast<T*>(dst.data_ptr()), v);
+    fill_kernel<<<blocks_for(dst.numel()), kThreads, 0, stream()>>>(plan, dst.numel(), static_cast<T*>(dst.data_ptr()), v);
     check_launch();
   });
 }

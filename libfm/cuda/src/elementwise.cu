@@ -54,7 +54,7 @@ void binary_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
   kernels::dispatch_numeric(out.dtype(), "binary", [&](auto tag) {
     using S = typename decltype(tag)::type;
     if constexpr (std::is_floating_point_v<compute_t<S>> || integer_safe(op)) {
-      binary_kernel<<<blocks_for(out.numel()), kThreads>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
+      binary_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
                                                            static_cast<const S*>(a.data_ptr()),
                                                            static_cast<const S*>(b.data_ptr()), BinaryFn<op>{});
       check_launch();
@@ -74,7 +74,7 @@ void compare_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
   StridedPlan<3> plan(out.shape(), {&out, &a, &b});
   kernels::dispatch_all(a.dtype(), "compare", [&](auto tag) {
     using S = typename decltype(tag)::type;
-    binary_kernel<<<blocks_for(out.numel()), kThreads>>>(plan, out.numel(), static_cast<bool*>(out.data_ptr()),
+    binary_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<bool*>(out.data_ptr()),
                                                          static_cast<const S*>(a.data_ptr()),
                                                          static_cast<const S*>(b.data_ptr()), CompareFn<op>{});
     check_launch();
@@ -92,7 +92,7 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
   kernels::dispatch_numeric(out.dtype(), "unary", [&](auto tag) {
     using S = typename decltype(tag)::type;
     if constexpr (std::is_floating_point_v<compute_t<S>> || integer_safe(op)) {
-      unary_kernel<<<blocks_for(out.numel()), kThreads>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
+      unary_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
                                                           static_cast<const S*>(x.data_ptr()), UnaryFn<op>{p0, p1});
       check_launch();
     } else {
@@ -111,7 +111,7 @@ void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
   StridedPlan<4> plan(out.shape(), {&out, &cond, &a, &b});
   kernels::dispatch_all(out.dtype(), "where", [&](auto tag) {
     using S = typename decltype(tag)::type;
-    where_kernel<<<blocks_for(out.numel()), kThreads>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
+    where_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
                                                         static_cast<const bool*>(cond.data_ptr()),
                                                         static_cast<const S*>(a.data_ptr()),
                                                         static_cast<const S*>(b.data_ptr()));

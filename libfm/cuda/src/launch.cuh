@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "check.h"
+#include "fm/cuda/cuda.h"
 #include "fm/kernels/dispatch.h"
 
 namespace fm::cuda {
@@ -29,6 +30,9 @@ __device__ __forceinline__ Offsets<N> offsets_of(const kernels::StridedPlan<N>& 
 constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return int(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
+// Kernels launch on the current stream: kernel<<<blocks, kThreads, 0, stream()>>>.
+inline cudaStream_t stream() { return current_stream(); }
 
 inline void check_launch() { FM_CUDA_CHECK(cudaGetLastError()); }
 

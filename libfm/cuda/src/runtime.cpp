@@ -1,4 +1,5 @@
 #include <cuda_runtime.h>
+#include <cstdio>
 
 #include "check.h"
 #include "fm/caching_allocator.h"
@@ -11,7 +12,11 @@ class CudaAllocator final : public CachingAllocator {
  protected:
   void* system_allocate(size_t nbytes) override {
     void* p = nullptr;
-    FM_CUDA_CHECK(cudaMalloc(&p, nbytes));
+    const cudaError_t st = cudaMalloc(&p, nbytes);
+    if (st != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky error so the caller may retry after freeing
+      error("cuda: out of memory allocating ", nbytes, " bytes (", cudaGetErrorString(st), ")");
+    }
     return p;
   }
   void system_free(void* p) override { cudaFree(p); }
@@ -23,16 +28,72 @@ const bool g_installed = [] {
   return true;
 }();
 
+thread_local cudaStream_t t_stream = nullptr;
+
 }  // namespace
 
 int device_count() {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
   return n;
 }
 
 bool is_available() { return device_count() > 0; }
 
+void set_device(int index) { FM_CUDA_CHECK(cudaSetDevice(index)); }
+
+int current_device() {
+  int d = 0;
+  FM_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
 void synchronize() { FM_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+DeviceInfo device_info(int index) {
+  cudaDeviceProp p{};
+  FM_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  DeviceInfo info;
+  std::snprintf(info.name, sizeof info.name, "%s", p.name);
+  info.major = p.major;
+  info.minor = p.minor;
+  info.multiprocessors = p.multiProcessorCount;
+  info.total_memory = p.totalGlobalMem;
+  return info;
+}
+
+Stream::Stream() { FM_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+Stream::~Stream() { cudaStreamDestroy(s_); }
+void Stream::synchronize() const { FM_CUDA_CHECK(cudaStreamSynchronize(s_)); }
+
+cudaStream_t current_stream() { return t_stream; }
+
+StreamGuard::StreamGuard(const Stream& s) : prev_(t_stream) { t_stream = s.handle(); }
+StreamGuard::~StreamGuard() { t_stream = prev_; }
+
+Event::Event(bool timing) {
+  FM_CUDA_CHECK(cudaEventCreateWithFlags(&e_, timing ? cudaEventDefault : cudaEventDisableTiming));
+}
+Event::~Event() { cudaEventDestroy(e_); }
+void Event::record(cudaStream_t s) { FM_CUDA_CHECK(cudaEventRecord(e_, s)); }
+void Event::synchronize() const { FM_CUDA_CHECK(cudaEventSynchronize(e_)); }
+void Event::wait(cudaStream_t s) const { FM_CUDA_CHECK(cudaStreamWaitEvent(s, e_, 0)); }
+float Event::elapsed_ms(const Event& end) const {
+  float ms = 0;
+  FM_CUDA_CHECK(cudaEventElapsedTime(&ms, e_, end.e_));
+  return ms;
+}
+
+AllocatorStats memory_stats() { return allocator_for(Device::cuda(0))->stats(); }
+
+void* pinned_alloc(size_t nbytes) {
+  void* p = nullptr;
+  FM_CUDA_CHECK(cudaMallocHost(&p, nbytes));
+  return p;
+}
+void pinned_free(void* p) { cudaFreeHost(p); }
 
 }  // namespace fm::cuda
