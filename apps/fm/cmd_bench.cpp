@@ -32,11 +32,17 @@ int cmd_bench(const std::vector<std::string>& args) {
   build_model(run);
   const int64_t B = run.config.get_int("train.batch_size"), T = run.config.get_int("model.block_size");
   const int64_t V = run.config.get_int("model.vocab_size");
-  Tensor ids = randint(0, V, {B, T}), targets = randint(0, V, {B, T});
+  Tensor ids = randint(0, V, {B, T}).to(run.device), targets = randint(0, V, {B, T}).to(run.device);
   auto step = [&] {
     run.optimizer->zero_grad();
-    cross_entropy(run.model->forward(ids).flatten(0, 1), targets.flatten()).backward();
+    Tensor loss;
+    {
+      AutocastGuard ac(run.precision);
+      loss = cross_entropy(run.model->forward(ids).flatten(0, 1), targets.flatten());
+    }
+    loss.backward();
     run.optimizer->step();
+    loss.item();  // waits for the device
   };
   step();  // warm-up: allocator caches filled
   std::vector<double> times;
@@ -51,8 +57,10 @@ int cmd_bench(const std::vector<std::string>& args) {
   const double params = double(run.model->num_parameters());
   const double flops = double(B * T) * gpt_flops_per_token(params, run.config.get_int("model.n_layer"), T,
                                                            run.config.get_int("model.d_model"));
-  std::printf("{\"tokens_per_s\": %.1f, \"step_s\": %.5f, \"params\": %.0f, \"gflops\": %.2f, \"threads\": %d}\n",
-              double(B * T) / step_s, step_s, params, flops / step_s / 1e9, get_num_threads());
+  std::printf("{\"tokens_per_s\": %.1f, \"step_s\": %.5f, \"params\": %.0f, \"gflops\": %.2f, \"threads\": %d, "
+              "\"device\": \"%s\", \"precision\": \"%s\"}\n",
+              double(B * T) / step_s, step_s, params, flops / step_s / 1e9, get_num_threads(), run.device.str().c_str(),
+              run.config.get_string("runtime.precision").c_str());
   return 0;
 }
 

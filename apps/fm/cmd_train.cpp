@@ -26,12 +26,14 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   f.commit();
 }
 
-double eval_loss(const nn::GPT& model, data::TokenWindows& val, int64_t batches) {
+double eval_loss(const TextRun& run, data::TokenWindows& val, int64_t batches) {
   NoGradGuard ng;
+  AutocastGuard ac(run.precision);
   double total = 0;
   for (int64_t i = 0; i < batches; ++i) {
     const data::Batch b = val.sequential(i);
-    total += cross_entropy(model.forward(b.inputs).flatten(0, 1), b.targets.flatten()).item();
+    total += cross_entropy(run.model->forward(b.inputs.to(run.device)).flatten(0, 1), b.targets.to(run.device).flatten())
+                 .item();
   }
   return total / double(batches);
 }
@@ -70,8 +72,6 @@ int cmd_train(const std::vector<std::string>& args) {
   run.config = load_text_config(args[0], overrides);
   const auto& cfg = run.config;
   if (cfg.get_int("runtime.threads") > 0) set_num_threads(int(cfg.get_int("runtime.threads")));
-  if (cfg.get_string("runtime.device") != "cpu")
-    error("runtime.device '", cfg.get_string("runtime.device"), "': this build trains on the cpu only");
   run.dir = cfg.get_string("run.dir");
   const fs::path dir(run.dir), ckpt_dir = dir / "checkpoints";
   const bool exists = fs::exists(dir / "config.ini");
@@ -121,8 +121,9 @@ int cmd_train(const std::vector<std::string>& args) {
   if (peak <= 0) peak = measure_peak_gflops();
   Progress progress(max_steps, run.step, gpt_flops_per_token(params, cfg.get_int("model.n_layer"), T, cfg.get_int("model.d_model")),
                     peak);
-  std::printf("fm train: %s | %.2fM parameters | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n", run.dir.c_str(),
-              params / 1e6, get_num_threads(), peak, (long long)run.step, (long long)max_steps);
+  std::printf("fm train: %s | %.2fM parameters | %s %s | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n",
+              run.dir.c_str(), params / 1e6, run.device.str().c_str(), cfg.get_string("runtime.precision").c_str(),
+              get_num_threads(), peak, (long long)run.step, (long long)max_steps);
 
   const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
   const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
@@ -151,7 +152,12 @@ int cmd_train(const std::vector<std::string>& args) {
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       const data::Batch b = train_data.next();
-      Tensor loss = cross_entropy(run.model->forward(b.inputs).flatten(0, 1), b.targets.flatten());
+      Tensor loss;
+      {
+        AutocastGuard ac(run.precision);
+        loss = cross_entropy(run.model->forward(b.inputs.to(run.device)).flatten(0, 1),
+                             b.targets.to(run.device).flatten());
+      }
       loss_sum += loss.item();
       (accum > 1 ? loss / double(accum) : loss).backward();
     }
@@ -173,7 +179,7 @@ int cmd_train(const std::vector<std::string>& args) {
     const bool eval_now = (eval_every > 0 && run.step % eval_every == 0) || run.step == max_steps;
     if (eval_now) {
       run.model->eval();
-      const double val = eval_loss(*run.model, val_data, cfg.get_int("train.eval_steps"));
+      const double val = eval_loss(run, val_data, cfg.get_int("train.eval_steps"));
       run.model->train();
       values["val_loss"] = val;
       std::printf("step %6lld | val loss %.4f\n", (long long)run.step, val);

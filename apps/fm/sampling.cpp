@@ -45,6 +45,7 @@ std::vector<int32_t> sample(const nn::GPT& model, const std::vector<int32_t>& pr
                             Generator& gen) {
   if (prompt.empty()) error("sample: the prompt needs at least one token");
   NoGradGuard ng;
+  const Device device = model.parameters().front().device();
   const int64_t block = model.options.block_size;
   std::vector<int32_t> context(prompt.end() - std::min<long>(long(prompt.size()), long(block)), prompt.end());
   std::vector<nn::KVCache> caches;
@@ -57,7 +58,7 @@ std::vector<int32_t> sample(const nn::GPT& model, const std::vector<int32_t>& pr
       feed = context;
     }
     std::vector<int64_t> ids(feed.begin(), feed.end());
-    Tensor logits = model.forward(tensor(ids, {1, int64_t(ids.size())}), &caches);
+    Tensor logits = model.forward(tensor(ids, {1, int64_t(ids.size())}).to(device), &caches);
     const int64_t V = logits.size(-1);
     const int32_t next = pick_token(logits.select(1, logits.size(1) - 1).reshape({V}).to_vector<float>(), o, gen);
     out.push_back(next);

@@ -29,6 +29,7 @@ train::Config text_recipe_config() {
       .add_int("train.seed", 1337, "seed of initialisation, data order and dropout")
       .add_int("runtime.threads", 0, "CPU threads (0: all cores)")
       .add_string("runtime.device", "cpu", "cpu or cuda:N")
+      .add_string("runtime.precision", "f32", "f32, or bf16 (bf16 matrix products, f32 master weights and optimizer)")
       .add_double("runtime.peak_gflops", 0, "peak for MFU (0: measure a GEMM at start)")
       .add_string("data.train", "", "training shards (glob pattern)")
       .add_string("data.val", "", "validation shards (glob pattern)")

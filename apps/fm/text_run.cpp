@@ -2,9 +2,14 @@
 
 #include <filesystem>
 
+#include "fm/autocast.h"
 #include "fm/factory.h"
 #include "fm/nn/flat.h"
 #include "text_recipe.h"
+
+#ifdef FM_HAVE_CUDA
+#include "fm/cuda/cuda.h"
+#endif
 
 namespace fm::app {
 
@@ -30,9 +35,31 @@ void check_same_shape(const train::Config& config, const std::string& run_dir) {
             "), but this config gives ", config.get_int(key));
 }
 
+Device parse_device(const std::string& value) {
+  Device d;
+  try {
+    d = Device::parse(value);
+  } catch (const Error& e) {
+    error("runtime.device: ", e.what());
+  }
+  if (d.is_cuda()) {
+#ifdef FM_HAVE_CUDA
+    if (d.index >= cuda::device_count())
+      error("runtime.device '", value, "': ", cuda::device_count(), " CUDA device(s) present");
+    cuda::set_device(d.index);
+#else
+    error("runtime.device '", value, "': this build of fm has no CUDA backend");
+#endif
+  }
+  return d;
+}
+
 void build_model(TextRun& run) {
+  run.device = parse_device(run.config.get_string("runtime.device"));
+  run.precision = parse_precision(run.config.get_string("runtime.precision"), "runtime.precision");
   manual_seed(uint64_t(run.config.get_int("train.seed")));
   run.model = std::make_unique<nn::GPT>(gpt_options(run.config));
+  run.model->to(run.device);  // initialised on the CPU (the same numbers everywhere), then moved
   nn::flatten_parameters(*run.model);
   optim::AdamWOptions o;
   o.lr = run.config.get_double("train.lr");

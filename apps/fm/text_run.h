@@ -20,6 +20,8 @@ struct TextRun {
   std::unique_ptr<nn::GPT> model;
   std::unique_ptr<optim::AdamW> optimizer;
   int64_t step = 0;  // optimizer steps completed
+  Device device = Device::cpu();            // runtime.device
+  std::optional<DType> precision;          // runtime.precision: the autocast dtype, none for f32
 };
 
 // Reads CONFIG.ini plus overrides; resolves model.vocab_size from the
@@ -29,7 +31,8 @@ train::Config load_text_config(const std::string& path, const std::vector<std::s
 // Checks that the run directory's saved config has the same model shape.
 void check_same_shape(const train::Config& config, const std::string& run_dir);
 
-// Builds the model (seeded) and its optimizer.
+// Builds the model (seeded) on runtime.device and its optimizer; reads
+// runtime.precision. Errors name the key when the device is unusable.
 void build_model(TextRun& run);
 
 // Loads the tokenizer named by data.tokenizer, if any.

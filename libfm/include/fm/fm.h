@@ -1,6 +1,7 @@
 #pragma once
 // Everything of libfm::core in one include.
 #include "fm/allocator.h"
+#include "fm/autocast.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/ops.h"

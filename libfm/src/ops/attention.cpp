@@ -2,6 +2,7 @@
 // node. The tiled forward and backward are kernels (fm/kernels/attention.h).
 #include <cmath>
 
+#include "fm/autocast.h"
 #include "fm/autograd.h"
 #include "fm/kernels/attention.h"
 #include "fm/ops/attention.h"
@@ -64,8 +65,9 @@ Tensor head_split(const Tensor& t, int64_t part, int64_t H, int64_t D) {
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask,
                                     bool causal, double scale) {
+  const Tensor q = autocast(q_in), k = autocast(k_in), v = autocast(v_in);
   check_inputs(q, k, v);
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), Tk = k.size(2), D = q.size(3), Dv = v.size(3);
   const DType t = q.dtype(), acc = t == DType::f64 ? DType::f64 : DType::f32;
@@ -94,8 +96,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return out;
 }
 
-Tensor scaled_dot_product_attention_qkvpacked(const Tensor& qkv, int64_t n_head, const Tensor& mask, bool causal,
+Tensor scaled_dot_product_attention_qkvpacked(const Tensor& qkv_in, int64_t n_head, const Tensor& mask, bool causal,
                                              double scale) {
+  const Tensor qkv = autocast(qkv_in);
   constexpr const char* op = "scaled_dot_product_attention_qkvpacked";
   if (!qkv.defined() || qkv.dim() != 3 || n_head <= 0 || qkv.size(2) % (3 * n_head) != 0)
     error(op, ": qkv must be [B, T, 3 * n_head * D], got ", qkv.defined() ? qkv.shape() : Shape{}, " with n_head ",

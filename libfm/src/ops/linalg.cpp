@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "fm/autocast.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/kernels/core.h"
@@ -136,7 +137,8 @@ Tensor matmul_recorded(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast(a_in), b = autocast(b_in);
   if (a.device() != b.device())
     error("matmul: operands on different devices (", a.device().str(), " and ", b.device().str(), ")");
   if (a.dim() == 0 || b.dim() == 0) error("matmul: both operands need at least 1 dim, got ", a.shape(), " @ ", b.shape());
@@ -148,7 +150,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return matmul_recorded(a, b);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  const Tensor x = autocast(x_in), weight = autocast(weight_in), bias = autocast(bias_in);
   if (weight.dim() != 2) error("linear: weight must be [out, in], got ", weight.shape());
   if (x.dim() == 0 || x.size(-1) != weight.size(1))
     error("linear: input ", x.shape(), " does not match weight ", weight.shape(), " (in features ", weight.size(1), ")");

@@ -4,6 +4,7 @@
 // compositions.
 #include "fm/ops/loss.h"
 
+#include "fm/autocast.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/kernels/norm.h"
@@ -83,7 +84,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
     Tensor count = sum(ne(t1, scalar_tensor(double(ignore_index), TensorOptions(t1.dtype()).device(t1.device()))));
     out = sum(loss_rows) / count.to(stat);
   }
-  return out.to(logits.dtype());
+  // Under autocast the loss stays in f32 (as PyTorch's autocast runs
+  // cross_entropy in f32), so the backward starts from an f32 gradient.
+  return autocast_dtype() ? out : out.to(logits.dtype());
 }
 
 namespace {
