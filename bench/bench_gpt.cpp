@@ -1,9 +1,11 @@
-// One forward + backward + AdamW step of a GPT on the CPU: tokens/s, achieved
-// GFLOP/s and peak resident memory, as one JSON line (the same fields as the
-// PyTorch peer bench/peers/gpt_step.py, to be run beside it).
+// One forward + backward + AdamW step of a GPT: tokens/s, achieved GFLOP/s and
+// peak memory, as one JSON line (the same fields as the PyTorch peer
+// bench/peers/gpt_step.py, to be run beside it). On a GPU, MFU is taken
+// against --peak-tflops (the card's dense bf16 peak; 989 for an H100 SXM).
 //
 //   bench_gpt [--threads N] [--steps N] [--layers 6] [--d-model 384] [--heads 6]
-//             [--seq 256] [--batch 8] [--vocab 65]
+//             [--seq 256] [--batch 8] [--vocab 65] [--device cpu|cuda]
+//             [--precision f32|bf16] [--peak-tflops X]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -17,14 +19,23 @@
 #include "fm/nn/gpt.h"
 #include "fm/optim/adamw.h"
 
+#ifdef FM_BENCH_CUDA
+#include "fm/cuda/cuda.h"
+#endif
+
 int main(int argc, char** argv) {
   int threads = 1, steps = 10;
   fm::nn::GPTOptions o{65, 256, 6, 6, 384};
   int64_t batch = 8;
+  std::string device = "cpu", precision = "f32";
+  double peak_tflops = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long v = std::atol(argv[i + 1]);
-    if (k == "--threads") threads = int(v);
+    if (k == "--device") device = argv[i + 1];
+    else if (k == "--precision") precision = argv[i + 1];
+    else if (k == "--peak-tflops") peak_tflops = std::atof(argv[i + 1]);
+    else if (k == "--threads") threads = int(v);
     else if (k == "--steps") steps = int(v);
     else if (k == "--layers") o.n_layer = v;
     else if (k == "--d-model") o.d_model = v;
@@ -39,19 +50,33 @@ int main(int argc, char** argv) {
   }
   try {
     fm::set_num_threads(threads);
+    const fm::Device dev = fm::Device::parse(device);
+    const auto autocast = fm::parse_precision(precision, "--precision");
+#ifdef FM_BENCH_CUDA
+    if (dev.is_cuda() && !fm::cuda::is_available()) {
+      std::printf("{\"peer\": \"libfm\", \"skipped\": \"no CUDA device\"}\n");
+      return 0;
+    }
+#endif
     fm::manual_seed(0);
     fm::nn::GPT model(o);
+    model.to(dev);
     fm::nn::flatten_parameters(model);
     fm::optim::AdamW opt(model, {3e-4, 0.9, 0.95, 1e-8, 0.1});
     const int64_t T = o.block_size;
-    fm::Tensor ids = fm::randint(0, o.vocab_size, {batch, T});
-    fm::Tensor targets = fm::randint(0, o.vocab_size, {batch, T});
+    fm::Tensor ids = fm::randint(0, o.vocab_size, {batch, T}).to(dev);
+    fm::Tensor targets = fm::randint(0, o.vocab_size, {batch, T}).to(dev);
     auto step = [&] {
-      fm::Tensor logits = model.forward(ids);
-      fm::Tensor loss = fm::cross_entropy(logits.view({-1, o.vocab_size}), targets.view({-1}));
+      fm::Tensor loss;
+      {
+        fm::AutocastGuard ac(autocast);
+        fm::Tensor logits = model.forward(ids);
+        loss = fm::cross_entropy(logits.view({-1, o.vocab_size}), targets.view({-1}));
+      }
       opt.zero_grad();
       loss.backward();
       opt.step();
+      loss.item();  // waits for the device
     };
     for (int i = 0; i < 2; ++i) step();  // warm-up: caches filled
     std::vector<double> times;
@@ -69,10 +94,16 @@ int main(int argc, char** argv) {
     const double flops = tokens * (6.0 * params + 12.0 * double(o.n_layer * T * o.d_model));
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
+    double peak_mb = double(ru.ru_maxrss) / 1024.0;
+#ifdef FM_BENCH_CUDA
+    if (dev.is_cuda()) peak_mb = double(fm::cuda::memory_stats().peak_allocated) / 1048576.0;
+#endif
+    const double mfu = peak_tflops > 0 ? flops / step_s / (peak_tflops * 1e12) : 0.0;
     std::printf(
-        "{\"peer\": \"libfm\", \"tokens_per_s\": %.1f, \"step_s\": %.4f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
-        "\"threads\": %d, \"params\": %.0f}\n",
-        tokens / step_s, step_s, flops / step_s / 1e9, double(ru.ru_maxrss) / 1024.0, threads, params);
+        "{\"peer\": \"libfm\", \"tokens_per_s\": %.1f, \"step_s\": %.4f, \"gflops\": %.1f, \"mfu\": %.4f, "
+        "\"peak_mem_mb\": %.1f, \"threads\": %d, \"params\": %.0f, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+        tokens / step_s, step_s, flops / step_s / 1e9, mfu, peak_mb, threads, params, dev.str().c_str(),
+        precision.c_str());
     return 0;
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "bench_gpt: %s\n", e.what());

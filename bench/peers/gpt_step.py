@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench_gpt: one forward + backward + AdamW step of a GPT
-with the same shape as libfm's benchmark, on the CPU.
+with the same shape as libfm's benchmark, on the CPU or a GPU (bf16 autocast,
+fused AdamW, optionally torch.compile; attention is F.scaled_dot_product_attention,
+which takes the flash kernel on a GPU).
 
 usage: python3 bench/peers/gpt_step.py [--threads N] [--steps N] [--layers 6]
        [--d-model 384] [--heads 6] [--seq 256] [--batch 8] [--vocab 65]
-Prints one JSON line: tokens_per_s, step_s, peak_rss_mb, threads, params.
+       [--device cpu|cuda] [--precision f32|bf16] [--compile] [--peak-tflops X]
+Prints one JSON line: tokens_per_s, step_s, gflops, mfu, peak_mem_mb, threads, params.
 """
 import argparse
 import json
@@ -45,7 +48,7 @@ class GPT(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def forward(self, ids, targets):
-        pos = torch.arange(ids.shape[1])
+        pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.wte(ids) + self.wpe(pos)
         for b in self.blocks:
             x = b(x)
@@ -63,19 +66,31 @@ def main():
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--vocab", type=int, default=65)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--peak-tflops", type=float, default=0.0)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = GPT(a.vocab, a.seq, a.layers, a.d_model, a.heads)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
-    targets = torch.randint(0, a.vocab, (a.batch, a.seq))
+    dev = torch.device(a.device)
+    gpu = dev.type == "cuda"
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    model = GPT(a.vocab, a.seq, a.layers, a.d_model, a.heads).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=gpu)
+    fwd = torch.compile(model) if a.compile else model
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+    targets = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+    amp = a.precision == "bf16"
 
     def step():
-        loss = model(ids, targets)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = fwd(ids, targets)
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
+        loss.item()  # waits for the device
 
     for _ in range(2):  # warm-up
         step()
@@ -85,13 +100,21 @@ def main():
         step()
         times.append(time.perf_counter() - t0)
     step_s = sorted(times)[len(times) // 2]
+    params = sum(p.numel() for p in model.parameters())
+    # The same count as bench_gpt: 6 per parameter per token plus attention's 12 L T d.
+    flops = a.batch * a.seq * (6 * params + 12 * a.layers * a.seq * a.d_model)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
-        "peer": "pytorch " + torch.__version__,
+        "peer": "pytorch " + torch.__version__ + (" compiled" if a.compile else ""),
         "tokens_per_s": a.batch * a.seq / step_s,
         "step_s": step_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gflops": flops / step_s / 1e9,
+        "mfu": flops / step_s / (a.peak_tflops * 1e12) if a.peak_tflops > 0 else 0.0,
+        "peak_mem_mb": peak,
         "threads": a.threads,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": params,
+        "device": a.device,
+        "precision": a.precision,
     }))
 
 

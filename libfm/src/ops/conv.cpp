@@ -3,7 +3,9 @@
 // product, its adjoint in the input (GEMM then col2im) and the weight
 // gradient. A transposed convolution is the adjoint of a convolution, so its
 // forward is the input adjoint and its backward the forward product. 1-D
-// convolutions run as 2-D ones of height 1.
+// convolutions run as 2-D ones of height 1. Backends with a library
+// convolution (cuDNN) fill the direct slots, which then replace the three
+// primitives, taking bf16/f16 as they are.
 #include "fm/ops/conv.h"
 
 #include <algorithm>
@@ -29,7 +31,23 @@ struct ConvPlan {
   const char* op;
   ConvGeometry geom;
   int64_t groups = 1;
+  bool direct = false;  // through the direct convolution slots
 };
+
+kernels::ConvParams direct_params(const ConvPlan& p, bool accumulate) {
+  const ConvGeometry& g = p.geom;
+  kernels::ConvParams r;
+  r.stride_h = g.stride_h, r.stride_w = g.stride_w, r.pad_h = g.pad_h, r.pad_w = g.pad_w;
+  r.dilation_h = g.dilation_h, r.dilation_w = g.dilation_w;
+  r.groups = p.groups;
+  r.accumulate = accumulate;
+  return r;
+}
+
+// The direct slots take one dtype; a gradient may arrive in another.
+Tensor as_dtype_of(const Tensor& t, const Tensor& like) {
+  return t.dtype() == like.dtype() ? t : t.to(like.dtype()).contiguous();
+}
 
 // Bound on the column buffer, in elements: larger batches go in chunks.
 constexpr int64_t kMaxBufferElements = int64_t(1) << 25;
@@ -56,6 +74,11 @@ Tensor conv_forward(const ConvPlan& p, const Tensor& x, const Tensor& w, const T
   const ConvGeometry& g = p.geom;
   const int64_t batch = x.size(0), cout = w.size(0), cout_g = cout / p.groups;
   const int64_t rows = column_rows(g), rows_g = rows / p.groups, L = positions(g);
+  if (p.direct) {
+    Tensor y = output_with_bias({batch, cout, g.out_h, g.out_w}, w, bias, false);
+    kernels::conv2d_forward(x.device(), direct_params(p, bias.defined()), y, as_dtype_of(x, w), w);
+    return y;
+  }
   Tensor y = output_with_bias({batch, cout, g.out_h, g.out_w}, x, bias, false);
 
   kernels::GemmArgs a;  // per group: y[n] = w_g @ cols_g[n]
@@ -82,6 +105,11 @@ Tensor conv_input_adjoint(const ConvPlan& p, const Tensor& dy, const Tensor& w, 
   const ConvGeometry& g = p.geom;
   const int64_t batch = dy.size(0), cout = w.size(0), cout_g = cout / p.groups;
   const int64_t rows = column_rows(g), rows_g = rows / p.groups, L = positions(g);
+  if (p.direct) {
+    Tensor x = output_with_bias({batch, g.channels, g.in_h, g.in_w}, w, bias, false);
+    kernels::conv2d_backward_data(dy.device(), direct_params(p, bias.defined()), x, as_dtype_of(dy, w), w);
+    return x;
+  }
   Tensor x = output_with_bias({batch, g.channels, g.in_h, g.in_w}, dy, bias, true);
 
   kernels::GemmArgs a;  // per group: cols_g[n] = w_g^T @ dy_g[n]
@@ -107,6 +135,11 @@ Tensor conv_weight_grad(const ConvPlan& p, const Tensor& x, const Tensor& dy) {
   const ConvGeometry& g = p.geom;
   const int64_t batch = x.size(0), cout = dy.size(1), cout_g = cout / p.groups;
   const int64_t rows = column_rows(g), rows_g = rows / p.groups, L = positions(g);
+  if (p.direct) {
+    Tensor dw = make_tensor({cout, g.channels / p.groups, g.kernel_h, g.kernel_w}, x.dtype(), x.device());
+    kernels::conv2d_backward_filter(x.device(), direct_params(p, false), dw, x, as_dtype_of(dy, x));
+    return dw;
+  }
 
   kernels::GemmArgs a;  // per group and image, summed over images afterwards
   a.trans_b = true;
@@ -250,7 +283,23 @@ ConvPlan plan(const char* op, bool transposed, int dims, const Tensor& x, const 
   return p;
 }
 
-// The kernels compute in f64 or f32 (bf16/f16 go through f32); contiguous.
+// Whether the direct slots can run p on device d: a backend fills them, and
+// the convolution's output covers exactly `geom.out` (a transposed one with
+// output_padding >= stride leaves input rows no output reads, which only the
+// im2col path expresses).
+bool direct_ok(const ConvPlan& p, Device d) {
+  const ConvGeometry& g = p.geom;
+  auto covers = [](int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
+    return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1 == out;
+  };
+  return kernels::conv2d_forward.has(d.type) && kernels::conv2d_backward_data.has(d.type) &&
+         kernels::conv2d_backward_filter.has(d.type) &&
+         covers(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h) &&
+         covers(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+}
+
+// The kernels compute in f64 or f32 (bf16/f16 go through f32, except in the
+// direct slots); contiguous.
 Tensor prepared(const Tensor& t, DType compute) {
   if (!t.defined()) return t;
   return (t.dtype() == compute ? t : t.to(compute)).contiguous();
@@ -258,10 +307,12 @@ Tensor prepared(const Tensor& t, DType compute) {
 
 Tensor convolution(const char* op, bool transposed, int dims, const Tensor& x, const Tensor& w, const Tensor& b,
                    const Conv2dArgs& args) {
-  const ConvPlan p = plan(op, transposed, dims, x, w, b, args);
+  ConvPlan p = plan(op, transposed, dims, x, w, b, args);
   DType t = promote(x.dtype(), w.dtype());
   if (b.defined()) t = promote(t, b.dtype());
-  const DType compute = t == DType::f64 ? DType::f64 : DType::f32;
+  p.direct = t != DType::f64 && direct_ok(p, x.device());
+  const bool half = t == DType::bf16 || t == DType::f16;
+  const DType compute = t == DType::f64 ? DType::f64 : p.direct && half ? t : DType::f32;
   Tensor xc = prepared(x, compute), wc = prepared(w, compute), bc = prepared(b, compute);
   if (dims == 1) {
     xc = xc.unsqueeze(2);

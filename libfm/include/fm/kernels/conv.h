@@ -1,9 +1,10 @@
 #pragma once
 // Kernel slots of convolution, pooling and upsampling. Conventions as in
 // fm/kernels/core.h: outputs first, allocated by the caller. Every tensor
-// here is contiguous NCHW and f32 or f64 (op code computes bf16/f16 in f32).
-// Convolutions are im2col + the batched GEMM slot, so only the column
-// shuffles are per backend.
+// here is contiguous NCHW and f32 or f64 (op code computes bf16/f16 in f32),
+// except in the direct convolutions. Convolutions are im2col + the batched
+// GEMM slot, so only the column shuffles are per backend, unless the backend
+// fills the direct convolution slots (a library's, e.g. cuDNN).
 #include <cmath>
 #include <cstdint>
 
@@ -30,6 +31,23 @@ extern Kernel<void(const ConvGeometry& g, const Tensor& cols, const Tensor& x)> 
 // x += the columns scattered back to the input positions they were read
 // from (the adjoint of im2col).
 extern Kernel<void(const ConvGeometry& g, const Tensor& x, const Tensor& cols)> col2im;
+
+// ---- direct 2-D convolutions: optional, no CPU entry (op code uses them when
+// a backend fills all three). x [N, C, H, W], w [K, C/groups, KH, KW],
+// y [N, K, OH, OW] with OH = (H + 2 pad_h - dilation_h (KH - 1) - 1) / stride_h + 1
+// exactly (likewise OW); contiguous, all of one dtype: f32, bf16 or f16
+// (the half types accumulate in f32).
+struct ConvParams {
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  bool accumulate = false;  // add to the output instead of overwriting it
+};
+// y = conv(x, w).
+extern Kernel<void(const ConvParams& p, const Tensor& y, const Tensor& x, const Tensor& w)> conv2d_forward;
+// dx = the gradient of conv(x, w) in x, from dy (the adjoint of the forward).
+extern Kernel<void(const ConvParams& p, const Tensor& dx, const Tensor& dy, const Tensor& w)> conv2d_backward_data;
+// dw = the gradient of conv(x, w) in w, from x and dy (summed over the batch).
+extern Kernel<void(const ConvParams& p, const Tensor& dw, const Tensor& x, const Tensor& dy)> conv2d_backward_filter;
 
 // Square windows; padding counts as zeros in the average (count_include_pad).
 struct PoolGeometry {

@@ -1,0 +1,94 @@
+// A GPT trained on the GPU follows the CPU run: f32 losses within 1e-4 and
+// bf16 mixed-precision losses within bf16 tolerance, over the first 20 steps.
+#include "fm/autocast.h"
+#include "fm/cuda/blas.h"
+#include "fm/cuda/cuda.h"
+#include "fm/nn/flat.h"
+#include "fm/nn/gpt.h"
+#include "fm/optim/adamw.h"
+#include "fm/optim/clip.h"
+#include "fm/optim/sgd.h"
+#include "helpers.h"
+
+using namespace fm;
+
+namespace {
+
+// Losses of 20 AdamW steps (clipped, GPT-2 init, dropout off) on `device`.
+std::vector<double> losses(Device device, std::optional<DType> precision) {
+  nn::GPTOptions o;
+  o.vocab_size = 96;
+  o.block_size = 64;
+  o.n_layer = 2;
+  o.n_head = 4;
+  o.d_model = 128;
+  Generator init(3);
+  nn::GPT model(o, &init);
+  model.to(device);
+  nn::flatten_parameters(model);
+  optim::AdamWOptions ao;
+  ao.lr = 1e-3;
+  optim::AdamW opt(model, ao);
+  Generator data(9);
+  std::vector<double> out;
+  for (int s = 0; s < 20; ++s) {
+    Tensor ids = randint(0, o.vocab_size, {4, 65}, DType::i64, &data).to(device);
+    opt.zero_grad();
+    Tensor loss;
+    {
+      AutocastGuard ac(precision);
+      loss = cross_entropy(model.forward(ids.narrow(1, 0, 64)).flatten(0, 1), ids.narrow(1, 1, 64).flatten());
+    }
+    loss.backward();
+    optim::clip_grad_norm(model.parameters(), 1.0);
+    opt.step();
+    out.push_back(loss.item());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(CudaTraining, GptLossesMatchTheCpu) {
+  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  cuda::set_allow_tf32(false);
+  const std::vector<double> cpu = losses(Device::cpu(), std::nullopt);
+  const std::vector<double> gpu = losses(Device::cuda(0), std::nullopt);
+  const std::vector<double> bf16 = losses(Device::cuda(0), DType::bf16);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_NEAR(gpu[i], cpu[i], 1e-4 * cpu[i]) << "f32 step " << i;
+    EXPECT_NEAR(bf16[i], cpu[i], 1e-2 * cpu[i]) << "bf16 step " << i;
+  }
+}
+
+TEST(CudaTraining, OptimizersAndClippingMatchTheCpu) {
+  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  cuda::set_allow_tf32(false);
+  for (int which = 0; which < 2; ++which) {
+    std::vector<Tensor> final_params[2];
+    double norms[2] = {0, 0};
+    for (int d = 0; d < 2; ++d) {
+      const Device dev = d ? Device::cuda(0) : Device::cpu();
+      manual_seed(4);
+      nn::Linear lin({32, 16, true});
+      lin.to(dev);
+      nn::flatten_parameters(lin);
+      std::unique_ptr<optim::Optimizer> opt;
+      if (which == 0) opt = std::make_unique<optim::AdamW>(lin, optim::AdamWOptions{1e-2, 0.9, 0.95, 1e-8, 0.1});
+      else opt = std::make_unique<optim::SGD>(lin, optim::SGDOptions{1e-2, 0.9, 0.0, 0.01, true});
+      Generator xg(5);
+      for (int s = 0; s < 3; ++s) {
+        Tensor x = randn({8, 32}, DType::f32, &xg).to(dev);
+        opt->zero_grad();
+        sum(square(lin.forward(x))).backward();
+        norms[d] = optim::clip_grad_norm(lin.parameters(), 0.5);
+        opt->step();
+      }
+      final_params[d] = lin.parameters();
+    }
+    EXPECT_NEAR(norms[1], norms[0], 1e-5 * norms[0]);
+    for (size_t i = 0; i < final_params[0].size(); ++i)
+      EXPECT_TRUE(test::all_close(final_params[1][i].to(Device::cpu()), final_params[0][i], 1e-5, 1e-6))
+          << (which ? "sgd" : "adamw") << " parameter " << i;
+  }
+}
