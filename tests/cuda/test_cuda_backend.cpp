@@ -22,9 +22,8 @@ Tensor on_gpu(const Tensor& t) { return t.to(Device::cuda(0)); }
 
 // Every kernel the CPU backend has, the CUDA backend has too.
 TEST(CudaBackend, RegistersEveryKernelAndTheAllocatorAtLoad) {
-  using namespace kernels;
   const std::pair<const char*, bool> slots[] = {
-#define FM_SLOT(s) {#s, s.has(DeviceType::cuda)}
+#define FM_SLOT(s) {#s, kernels::s.has(DeviceType::cuda)}
       FM_SLOT(copy), FM_SLOT(copy_across), FM_SLOT(fill), FM_SLOT(binary), FM_SLOT(compare), FM_SLOT(unary),
       FM_SLOT(where), FM_SLOT(reduce), FM_SLOT(reduce_leading), FM_SLOT(gemm), FM_SLOT(random),
       FM_SLOT(softmax_forward), FM_SLOT(softmax_backward), FM_SLOT(layer_norm_forward), FM_SLOT(layer_norm_backward),

@@ -37,6 +37,9 @@ struct Case {
   bool half = true;                            // also run with bf16 inputs
 };
 
+// gtest prints a case by its name.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 Tensor pos(const Shape& s) { return abs(randn(s)) + 0.5; }
 Tensor ints(int64_t hi, const Shape& s) { return randint(0, hi, s); }
 
