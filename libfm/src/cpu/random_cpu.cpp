@@ -54,7 +54,11 @@ void fill_random(T* out, int64_t n, RandomKind kind, PhiloxState s, double a, do
     for (int64_t l = 0; l < per_block; ++l) {
       const int64_t i = blk * per_block + l;
       if (i >= n) break;
-      const double x = kind == RandomKind::normal ? a + b * v[l] : a + (kind == RandomKind::uniform ? range * v[l] : v[l]);
+      // Explicit fused multiply-adds: the same rounding as the CUDA kernel,
+      // whatever the compiler would contract.
+      const double x = kind == RandomKind::normal    ? std::fma(b, v[l], a)
+                       : kind == RandomKind::uniform ? std::fma(range, v[l], a)
+                                                     : a + v[l];
       if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) out[i] = T(float(x));
       else out[i] = T(x);
     }
