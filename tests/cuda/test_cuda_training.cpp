@@ -1,5 +1,7 @@
 // A GPT trained on the GPU follows the CPU run: f32 losses within 1e-4 and
 // bf16 mixed-precision losses within bf16 tolerance, over the first 20 steps.
+#include <cstdlib>
+
 #include "fm/autocast.h"
 #include "fm/cuda/blas.h"
 #include "fm/cuda/cuda.h"
@@ -7,12 +9,18 @@
 #include "fm/nn/gpt.h"
 #include "fm/optim/adamw.h"
 #include "fm/optim/clip.h"
+#include "fm/optim/ema.h"
 #include "fm/optim/sgd.h"
 #include "helpers.h"
 
 using namespace fm;
 
 namespace {
+
+// FM_CUDA_TESTS_ON_CPU=1: the CPU stands in for the GPU (a harness check).
+const bool kSelfCheck = std::getenv("FM_CUDA_TESTS_ON_CPU") != nullptr;
+bool have_gpu() { return kSelfCheck || cuda::is_available(); }
+const Device kGpu = kSelfCheck ? Device::cpu() : Device::cuda(0);
 
 // Losses of 20 AdamW steps (clipped, GPT-2 init, dropout off) on `device`.
 std::vector<double> losses(Device device, std::optional<DType> precision) {
@@ -50,11 +58,11 @@ std::vector<double> losses(Device device, std::optional<DType> precision) {
 }  // namespace
 
 TEST(CudaTraining, GptLossesMatchTheCpu) {
-  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  cuda::set_allow_tf32(false);
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!kSelfCheck) cuda::set_allow_tf32(false);
   const std::vector<double> cpu = losses(Device::cpu(), std::nullopt);
-  const std::vector<double> gpu = losses(Device::cuda(0), std::nullopt);
-  const std::vector<double> bf16 = losses(Device::cuda(0), DType::bf16);
+  const std::vector<double> gpu = losses(kGpu, std::nullopt);
+  const std::vector<double> bf16 = losses(kGpu, DType::bf16);
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_NEAR(gpu[i], cpu[i], 1e-4 * cpu[i]) << "f32 step " << i;
     EXPECT_NEAR(bf16[i], cpu[i], 1e-2 * cpu[i]) << "bf16 step " << i;
@@ -62,13 +70,13 @@ TEST(CudaTraining, GptLossesMatchTheCpu) {
 }
 
 TEST(CudaTraining, OptimizersAndClippingMatchTheCpu) {
-  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  cuda::set_allow_tf32(false);
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!kSelfCheck) cuda::set_allow_tf32(false);
   for (int which = 0; which < 2; ++which) {
     std::vector<Tensor> final_params[2];
     double norms[2] = {0, 0};
     for (int d = 0; d < 2; ++d) {
-      const Device dev = d ? Device::cuda(0) : Device::cpu();
+      const Device dev = d ? kGpu : Device::cpu();
       manual_seed(4);
       nn::Linear lin({32, 16, true});
       lin.to(dev);
@@ -76,6 +84,7 @@ TEST(CudaTraining, OptimizersAndClippingMatchTheCpu) {
       std::unique_ptr<optim::Optimizer> opt;
       if (which == 0) opt = std::make_unique<optim::AdamW>(lin, optim::AdamWOptions{1e-2, 0.9, 0.95, 1e-8, 0.1});
       else opt = std::make_unique<optim::SGD>(lin, optim::SGDOptions{1e-2, 0.9, 0.0, 0.01, true});
+      optim::EMA ema(lin, 0.9);
       Generator xg(5);
       for (int s = 0; s < 3; ++s) {
         Tensor x = randn({8, 32}, DType::f32, &xg).to(dev);
@@ -83,8 +92,11 @@ TEST(CudaTraining, OptimizersAndClippingMatchTheCpu) {
         sum(square(lin.forward(x))).backward();
         norms[d] = optim::clip_grad_norm(lin.parameters(), 0.5);
         opt->step();
+        ema.update(lin);
       }
-      final_params[d] = lin.parameters();
+      for (const Tensor& p : lin.parameters()) final_params[d].push_back(p.clone());
+      ema.copy_to(lin);  // the shadow weights, compared as well
+      for (const Tensor& p : lin.parameters()) final_params[d].push_back(p.clone());
     }
     EXPECT_NEAR(norms[1], norms[0], 1e-5 * norms[0]);
     for (size_t i = 0; i < final_params[0].size(); ++i)
