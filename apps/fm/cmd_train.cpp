@@ -118,7 +118,7 @@ int cmd_train(const std::vector<std::string>& args) {
   const optim::LRSchedule schedule = lr_schedule(cfg);
   const double params = double(run.model->num_parameters());
   double peak = cfg.get_double("runtime.peak_gflops");
-  if (peak <= 0) peak = measure_peak_gflops();
+  if (peak <= 0) peak = measure_peak_gflops(run.device, run.precision.value_or(DType::f32));
   Progress progress(max_steps, run.step, gpt_flops_per_token(params, cfg.get_int("model.n_layer"), T, cfg.get_int("model.d_model")),
                     peak);
   std::printf("fm train: %s | %.2fM parameters | %s %s | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n",

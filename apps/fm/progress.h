@@ -4,15 +4,19 @@
 #include <cstdint>
 #include <string>
 
+#include "fm/device.h"
+#include "fm/dtype.h"
+
 namespace fm::app {
 
 // FLOPs of one token's forward + backward through a GPT: 6 per parameter plus
 // attention's score and value products (as nanoGPT and llm.c count them).
 double gpt_flops_per_token(double params, int64_t n_layer, int64_t block_size, int64_t d_model);
 
-// GFLOP/s this machine reaches on a square f32 GEMM with the current thread
-// count: the peak that MFU is measured against on the CPU.
-double measure_peak_gflops();
+// GFLOP/s a square GEMM reaches on `device` in `dtype` (the compute dtype of
+// the run's matrix products; on the CPU with the current thread count): the
+// peak that MFU is measured against.
+double measure_peak_gflops(Device device = Device::cpu(), DType dtype = DType::f32);
 
 class Progress {
  public:
