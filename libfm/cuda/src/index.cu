@@ -23,19 +23,13 @@
 namespace fm::cuda {
 namespace {
 
+using kernels::broadcast_index;
 using kernels::compute_t;
+using kernels::dispatch_index;
 using kernels::IndexBounds;
 using kernels::StridedPlan;
 using kernels::Tag;
-
-template <class F>
-decltype(auto) dispatch_index(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::i32: return f(Tag<int32_t>{});
-    case DType::i64: return f(Tag<int64_t>{});
-    default: error(op, ": indices must be int32 or int64, got ", t);
-  }
-}
+using kernels::without_dim;
 
 // ---- index_bounds: per-block min/max, then one block over the partials.
 
@@ -116,32 +110,13 @@ IndexBounds index_bounds(const Tensor& index) {
   return {host[0], host[1]};
 }
 
-// ---- views shared by the kernels (as the CPU backend builds them)
+// ---- views shared by the kernels (without_dim, broadcast_index: fm/kernels/index.h)
 
 // t over `sizes` with the stride of dim d set to 0: its offsets leave d out.
 Tensor flat_along(const Tensor& t, const Shape& sizes, int d) {
   Shape st;
   for (int i = 0; i < sizes.size(); ++i) st.push_back(i == d ? 0 : t.strides()[i]);
   return make_view(t, sizes, st, t.storage_offset());
-}
-
-// t viewed over `sizes` with dim d removed.
-Tensor without_dim(const Tensor& t, const Shape& sizes, int d) {
-  Shape s, st;
-  for (int i = 0; i < sizes.size(); ++i) {
-    if (i == d) continue;
-    s.push_back(sizes[i]);
-    st.push_back(t.strides()[i]);
-  }
-  return make_view(t, s, st, t.storage_offset());
-}
-
-// A 1-D index seen as an index of `shape`: index[i] at coordinate i of dim d.
-Tensor broadcast_index(const Tensor& index, const Shape& shape, int d) {
-  Shape st;
-  st.resize(shape.size(), 0);
-  st[d] = index.strides()[0];
-  return make_view(index, shape, st, index.storage_offset());
 }
 
 // ---- gathers: b[p] = a[p with coordinate d = index[p]]

@@ -10,19 +10,7 @@
 namespace fm::cuda {
 namespace {
 
-// Operands must be contiguous and of one length and dtype; undefined ones
-// (an unused momentum buffer) are skipped.
-void check_operands(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor& first = **ts.begin();
-  for (const Tensor* t : ts) {
-    if (!t->defined()) continue;
-    if (!t->is_contiguous() || t->numel() != first.numel() || t->dtype() != first.dtype())
-      error(op, ": operands must be contiguous with one length and dtype, got ", t->shape(), " ", t->dtype(), " and ",
-            first.shape(), " ", first.dtype());
-  }
-  if (first.dtype() != DType::f32 && first.dtype() != DType::f64)
-    error(op, ": parameters must be float32 or float64, got ", first.dtype());
-}
+using kernels::check_optim_operands;
 
 // K elements of T in one 16-byte word.
 template <class T>
@@ -131,7 +119,7 @@ int grid_for(int64_t n) {
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const kernels::AdamWArgs& args) {
-  check_operands("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq});
+  check_optim_operands("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq});
   const int64_t n = param.numel();
   if (n == 0) return;
   kernels::dispatch_float(param.dtype(), "adamw_step", [&](auto tag) {
@@ -146,7 +134,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const kernels::SGDArgs& args) {
-  check_operands("sgd_step", {&param, &grad, &momentum_buffer});
+  check_optim_operands("sgd_step", {&param, &grad, &momentum_buffer});
   if (args.momentum != 0 && !momentum_buffer.defined()) error("sgd_step: momentum needs a buffer");
   const int64_t n = param.numel();
   if (n == 0) return;
@@ -162,7 +150,7 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
 }
 
 void ema_update(const Tensor& shadow, const Tensor& x, double decay) {
-  check_operands("ema_update", {&shadow, &x});
+  check_optim_operands("ema_update", {&shadow, &x});
   const int64_t n = shadow.numel();
   if (n == 0) return;
   kernels::dispatch_float(shadow.dtype(), "ema_update", [&](auto tag) {

@@ -1,9 +1,7 @@
 // Philox draws and dropout on the GPU. One thread per counter block, with the
-// CPU backend's lane layout (element i: lane i % k of block i / k), so a
-// stream gives the same numbers on either device.
-#include <cmath>
-#include <type_traits>
-
+// CPU backend's lane layout (element i: lane i % k of block i / k) and its
+// per-block math (kernels::random_block), so a stream gives the same numbers
+// on either device.
 #include "fm/kernels/attention.h"
 #include "fm/kernels/core.h"
 #include "launch.cuh"
@@ -14,73 +12,21 @@ namespace {
 using kernels::compute_t;
 using kernels::RandomKind;
 
-// The CPU build contracts a + scale * v into an FMA (GCC, -march=native);
-// spelling it out keeps uniform draws bit-identical whatever nvcc decides.
-__device__ __forceinline__ double affine(double a, double scale, double v) { return fma(scale, v, a); }
-
 template <class T>
 __global__ void random_kernel(T* out, int64_t n, RandomKind kind, PhiloxState s, double a, double b) {
-  constexpr bool wide = std::is_same_v<T, double> || std::is_same_v<T, int64_t>;
-  constexpr int per_block = wide ? 2 : 4;
-  const int64_t nblocks = (n + per_block - 1) / per_block;
-  const double range = b - a;
+  const int64_t nblocks = (n + kernels::random_per_block<T> - 1) / kernels::random_per_block<T>;
   for (int64_t blk = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; blk < nblocks;
-       blk += int64_t(gridDim.x) * blockDim.x) {
-    const auto r = philox_block(s, uint64_t(blk));
-    double v[4];
-    if constexpr (wide) {
-      const double u0 = uints_to_unit_double(r[0], r[1]), u1 = uints_to_unit_double(r[2], r[3]);
-      if (kind == RandomKind::normal) {
-        const double rad = sqrt(-2.0 * log(u0));
-        v[0] = rad * cos(2 * M_PI * u1);
-        v[1] = rad * sin(2 * M_PI * u1);
-      } else if (kind == RandomKind::uniform) {
-        v[0] = 1.0 - u0;  // (0, 1] -> [0, 1)
-        v[1] = 1.0 - u1;
-      } else {
-        const uint64_t span = uint64_t(range);
-        v[0] = double(((uint64_t(r[0]) << 32) | r[1]) % span);
-        v[1] = double(((uint64_t(r[2]) << 32) | r[3]) % span);
-      }
-    } else {
-#pragma unroll
-      for (int l = 0; l < 4; l += 2) {
-        const float u0 = uint_to_unit_float(r[l]), u1 = uint_to_unit_float(r[l + 1]);
-        if (kind == RandomKind::normal) {
-          const float rad = sqrtf(-2.0f * logf(u0));
-          v[l] = rad * cosf(float(2 * M_PI) * u1);
-          v[l + 1] = rad * sinf(float(2 * M_PI) * u1);
-        } else if (kind == RandomKind::uniform) {
-          v[l] = 1.0f - u0;
-          v[l + 1] = 1.0f - u1;
-        } else {
-          v[l] = double((uint64_t(r[l]) * uint64_t(range)) >> 32);
-          v[l + 1] = double((uint64_t(r[l + 1]) * uint64_t(range)) >> 32);
-        }
-      }
-    }
-#pragma unroll
-    for (int l = 0; l < per_block; ++l) {
-      const int64_t i = blk * per_block + l;
-      if (i >= n) break;
-      const double x = kind == RandomKind::normal    ? affine(a, b, v[l])
-                       : kind == RandomKind::uniform ? affine(a, range, v[l])
-                                                     : a + v[l];
-      if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) out[i] = T(float(x));
-      else out[i] = T(x);
-    }
-  }
+       blk += int64_t(gridDim.x) * blockDim.x)
+    kernels::random_block(out, n, blk, kind, s, a, b);
 }
 
 void random(const Tensor& out, RandomKind kind, PhiloxState s, double a, double b) {
-  if (!out.is_contiguous()) error("random: output must be contiguous");
-  if (kind == RandomKind::randint && out.dtype() != DType::i64 && b - a > 4294967296.0)
-    error("randint: range wider than 2^32 needs an int64 tensor");
+  kernels::check_random(out, kind, a, b);
   const int64_t n = out.numel();
   if (n == 0) return;
   kernels::dispatch_numeric(out.dtype(), "random", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t per_block = std::is_same_v<T, double> || std::is_same_v<T, int64_t> ? 2 : 4;
+    const int64_t per_block = kernels::random_per_block<T>;
     random_kernel<<<blocks_for((n + per_block - 1) / per_block), kThreads, 0, stream()>>>(
         static_cast<T*>(out.data_ptr()), n, kind, s, a, b);
     check_launch();

@@ -12,15 +12,9 @@ namespace fm::cuda {
 namespace {
 
 using kernels::LinearTap;
+using kernels::planes_of;
+using kernels::Planes;
 using kernels::UpsampleMode;
-
-// The sizes of one plane of x [.., H, W] and of the resized y [.., OH, OW].
-struct Planes {
-  int64_t count, h, w, out_h, out_w;
-};
-Planes planes_of(const Tensor& x, const Tensor& y) {
-  return {x.size(0) * x.size(1), x.size(2), x.size(3), y.size(2), y.size(3)};
-}
 
 template <class T>
 __global__ void forward_kernel(UpsampleMode mode, Planes p, T* y, const T* x) {

@@ -113,16 +113,9 @@ void dispatch_target(DType t, F&& f) {
   error("cross_entropy: target must be int32 or int64, got ", t);
 }
 
-void check_inputs(const Tensor& logits, const Tensor& target) {
-  if (!logits.is_contiguous() || logits.dim() != 2 || !target.is_contiguous() || target.dim() != 1 ||
-      target.size(0) != logits.size(0))
-    error("cross_entropy: expects contiguous logits [rows, C] and target [rows], got ", logits.shape(), " and ",
-          target.shape());
-}
-
 void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
                            int64_t ignore_index, double smoothing) {
-  check_inputs(logits, target);
+  kernels::check_cross_entropy_inputs(logits, target);
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto s) {
     dispatch_target(target.dtype(), [&](auto t) {
       forward_typed<typename decltype(s)::type, typename decltype(t)::type>(loss, lse, logits, target, ignore_index,
@@ -133,7 +126,7 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
 
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& grad_loss, const Tensor& logits,
                             const Tensor& target, const Tensor& lse, int64_t ignore_index, double smoothing) {
-  check_inputs(logits, target);
+  kernels::check_cross_entropy_inputs(logits, target);
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto s) {
     dispatch_target(target.dtype(), [&](auto t) {
       backward_typed<typename decltype(s)::type, typename decltype(t)::type>(dlogits, grad_loss, logits, target, lse,

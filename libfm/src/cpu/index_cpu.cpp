@@ -11,23 +11,16 @@
 
 #include "dispatch.h"
 #include "fm/kernels/index.h"
-#include "fm/tensor_impl.h"
 
 namespace fm::cpu {
 namespace {
 
+using kernels::broadcast_index;
+using kernels::dispatch_index;
 using kernels::IndexBounds;
+using kernels::without_dim;
 
 constexpr int64_t kMinBlock = 16;  // columns below which a scatter does not split a run
-
-template <class F>
-decltype(auto) dispatch_index(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::i32: return f(Tag<int32_t>{});
-    case DType::i64: return f(Tag<int64_t>{});
-    default: error(op, ": indices must be int32 or int64, got ", t);
-  }
-}
 
 IndexBounds index_bounds_kernel(const Tensor& index) {
   if (index.numel() == 0) return {};
@@ -44,25 +37,6 @@ IndexBounds index_bounds_kernel(const Tensor& index) {
     }
   });
   return {lo, hi};
-}
-
-// t viewed over `sizes` with dim d removed.
-Tensor without_dim(const Tensor& t, const Shape& sizes, int d) {
-  Shape s, st;
-  for (int i = 0; i < sizes.size(); ++i) {
-    if (i == d) continue;
-    s.push_back(sizes[i]);
-    st.push_back(t.strides()[i]);
-  }
-  return make_view(t, s, st, t.storage_offset());
-}
-
-// A 1-D index seen as an index of `shape`: index[i] at coordinate i of dim d.
-Tensor broadcast_index(const Tensor& index, const Shape& shape, int d) {
-  Shape st;
-  st.resize(shape.size(), 0);
-  st[d] = index.strides()[0];
-  return make_view(index, shape, st, index.storage_offset());
 }
 
 // Gather: b[p] = a[p with coordinate d = index[p]]. Scatter: a[that] += b[p].

@@ -6,27 +6,13 @@
 #include <immintrin.h>
 #endif
 
-#include <initializer_list>
-
 #include "dispatch.h"
 #include "fm/kernels/optim.h"
 
 namespace fm::cpu {
 namespace {
 
-// Operands must be contiguous and of one length and dtype; undefined ones
-// (an unused momentum buffer) are skipped.
-void check_operands(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor& first = **ts.begin();
-  for (const Tensor* t : ts) {
-    if (!t->defined()) continue;
-    if (!t->is_contiguous() || t->numel() != first.numel() || t->dtype() != first.dtype())
-      error(op, ": operands must be contiguous with one length and dtype, got ", t->shape(), " ", t->dtype(), " and ",
-            first.shape(), " ", first.dtype());
-  }
-  if (first.dtype() != DType::f32 && first.dtype() != DType::f64)
-    error(op, ": parameters must be float32 or float64, got ", first.dtype());
-}
+using kernels::check_optim_operands;
 
 template <class T>
 T* ptr(const Tensor& t) {
@@ -85,7 +71,7 @@ void adamw_typed(T* p, const T* g, T* m, T* v, int64_t n, const kernels::AdamWAr
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const kernels::AdamWArgs& args) {
-  check_operands("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq});
+  check_optim_operands("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq});
   if (param.dtype() == DType::f32)
     adamw_typed(ptr<float>(param), ptr<float>(grad), ptr<float>(exp_avg), ptr<float>(exp_avg_sq), param.numel(), args);
   else
@@ -109,7 +95,7 @@ void sgd_typed(T* p, const T* g, T* buf, int64_t n, const kernels::SGDArgs& args
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const kernels::SGDArgs& args) {
-  check_operands("sgd_step", {&param, &grad, &momentum_buffer});
+  check_optim_operands("sgd_step", {&param, &grad, &momentum_buffer});
   if (args.momentum != 0 && !momentum_buffer.defined()) error("sgd_step: momentum needs a buffer");
   const bool has_buffer = args.momentum != 0;
   if (param.dtype() == DType::f32)
@@ -128,7 +114,7 @@ void ema_typed(T* shadow, const T* x, int64_t n, double decay) {
 }
 
 void ema_update(const Tensor& shadow, const Tensor& x, double decay) {
-  check_operands("ema_update", {&shadow, &x});
+  check_optim_operands("ema_update", {&shadow, &x});
   if (shadow.dtype() == DType::f32)
     ema_typed(ptr<float>(shadow), ptr<float>(x), shadow.numel(), decay);
   else

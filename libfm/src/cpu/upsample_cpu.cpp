@@ -9,15 +9,9 @@ namespace fm::cpu {
 namespace {
 
 using kernels::LinearTap;
+using kernels::planes_of;
+using kernels::Planes;
 using kernels::UpsampleMode;
-
-// The sizes of one plane of x [.., H, W] and of the resized y [.., OH, OW].
-struct Planes {
-  int64_t count, h, w, out_h, out_w;
-};
-Planes planes_of(const Tensor& x, const Tensor& y) {
-  return {x.size(0) * x.size(1), x.size(2), x.size(3), y.size(2), y.size(3)};
-}
 
 std::vector<int64_t> nearest_sources(int64_t in, int64_t out) {
   std::vector<int64_t> src(static_cast<size_t>(out));

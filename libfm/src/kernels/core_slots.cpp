@@ -20,4 +20,10 @@ uint64_t random_blocks(int64_t n, DType t) {
   return uint64_t((n + per_block - 1) / per_block);
 }
 
+void check_random(const Tensor& out, RandomKind kind, double a, double b) {
+  if (!out.is_contiguous()) error("random: output must be contiguous");
+  if (kind == RandomKind::randint && out.dtype() != DType::i64 && b - a > 4294967296.0)
+    error("randint: range wider than 2^32 needs an int64 tensor");
+}
+
 }  // namespace fm::kernels

@@ -20,4 +20,11 @@ constinit Kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&
 constinit Kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, double)>
     cross_entropy_backward{"cross_entropy_backward"};
 
+void check_cross_entropy_inputs(const Tensor& logits, const Tensor& target) {
+  if (!logits.is_contiguous() || logits.dim() != 2 || !target.is_contiguous() || target.dim() != 1 ||
+      target.size(0) != logits.size(0))
+    error("cross_entropy: expects contiguous logits [rows, C] and target [rows], got ", logits.shape(), " and ",
+          target.shape());
+}
+
 }  // namespace fm::kernels

@@ -64,6 +64,15 @@ extern Kernel<void(UpsampleMode mode, const Tensor& out, const Tensor& x)> upsam
 // dx [N, C, H, W] (overwritten) from dy [N, C, OH, OW].
 extern Kernel<void(UpsampleMode mode, const Tensor& dx, const Tensor& dy)> upsample_backward;
 
+// The sizes of one plane of x [.., H, W] and of the pooled or resized
+// y [.., OH, OW], as the pooling and upsampling kernels of every backend walk them.
+struct Planes {
+  int64_t count, h, w, out_h, out_w;
+};
+inline Planes planes_of(const Tensor& x, const Tensor& y) {
+  return {x.size(0) * x.size(1), x.size(2), x.size(3), y.size(2), y.size(3)};
+}
+
 // ---- source-index rules, shared by the backends (PyTorch's, align_corners = false)
 
 // Nearest: floor(dst * in / out) computed in f32 as PyTorch does, which

@@ -48,4 +48,8 @@ extern Kernel<void(const Tensor& dlogits, const Tensor& grad_loss, const Tensor&
                    const Tensor& lse, int64_t ignore_index, double label_smoothing)>
     cross_entropy_backward;
 
+// Raises unless logits are contiguous [rows, C] and target contiguous [rows]:
+// the cross-entropy kernels' input check, shared by the backends.
+void check_cross_entropy_inputs(const Tensor& logits, const Tensor& target);
+
 }  // namespace fm::kernels

@@ -6,6 +6,7 @@
 // the CPU tests check against PyTorch.
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 
 #include "fm/host_device.h"
 #include "fm/kernels/kernel.h"
@@ -99,5 +100,10 @@ extern Kernel<void(const Tensor& param, const Tensor& grad, const Tensor& exp_av
 extern Kernel<void(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SGDArgs& args)>
     sgd_step;
 extern Kernel<void(const Tensor& shadow, const Tensor& x, double decay)> ema_update;
+
+// Raises unless the operands of an optimizer kernel are contiguous, of one
+// length and dtype, f32 or f64; undefined ones (an unused momentum buffer)
+// are skipped. Shared by the backends, so both raise the same errors.
+void check_optim_operands(const char* op, std::initializer_list<const Tensor*> ts);
 
 }  // namespace fm::kernels
