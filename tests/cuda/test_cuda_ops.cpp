@@ -198,6 +198,11 @@ std::vector<Case> cases() {
            [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), true); });
   add_case("attention_causal_tq_lt_tk", heads(20, 90, 32),
            [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), true); });
+  // bf16 with head dims 64 and 128 and no mask takes the tensor-core kernels.
+  add_case("attention_causal_d128_tq_gt_tk", heads(100, 77, 128),
+           [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), true); });
+  add_case("attention_qkvpacked_d64", [] { return Inputs{randn({2, 70, 3 * 2 * 64})}; },
+           [](const Inputs& x) { return scaled_dot_product_attention_qkvpacked(x[0], 2, Tensor(), true); });
   add_case("attention_d80", heads(40, 50, 80),
            [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); });
   add_case("attention_bool_mask", [] {

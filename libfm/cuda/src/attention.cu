@@ -19,6 +19,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "attention_mma.h"
 #include "fm/kernels/attention.h"
 #include "fm/tensor_impl.h"
 #include "launch.cuh"
@@ -514,6 +515,7 @@ size_t tile_bytes(int rows, int64_t cols) {
 
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& mask, bool causal, double scale) {
+  if (attention_mma_forward(out, lse, q, k, v, mask, causal, scale)) return;  // tensor cores where supported
   kernels::dispatch_float(q.dtype(), kOp, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
@@ -536,6 +538,7 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
                         bool causal, double scale) {
+  if (attention_mma_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, scale)) return;
   kernels::dispatch_float(q.dtype(), kOp, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
