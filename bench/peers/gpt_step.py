@@ -72,20 +72,27 @@ def main():
     p.add_argument("--peak-tflops", type=float, default=0.0)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    # Without flush-to-zero PyTorch's CPU backward slows 5x once the tied
+    # embedding's gradients turn denormal (vocab 4096, from the 4th step on):
+    # the peer runs in its fastest setting.
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     dev = torch.device(a.device)
     gpu = dev.type == "cuda"
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
     model = GPT(a.vocab, a.seq, a.layers, a.d_model, a.heads).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=gpu)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **({"fused": True} if gpu else {}))
     fwd = torch.compile(model) if a.compile else model
     ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     targets = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     amp = a.precision == "bf16"
 
     def step():
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        if amp:
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                loss = fwd(ids, targets)
+        else:
             loss = fwd(ids, targets)
         opt.zero_grad(set_to_none=False)
         loss.backward()
