@@ -13,9 +13,9 @@ double gpt_flops_per_token(double params, int64_t n_layer, int64_t block_size, i
 }
 
 double measure_peak_gflops(Device device, DType dtype) {
-  // The fastest of a few 1024^3 products (8192^3 on a GPU): smaller ones stay
+  // The fastest of a few 2048^3 products (8192^3 on a GPU): smaller ones stay
   // below what training's larger GEMMs reach (MFU above 100% otherwise).
-  const int64_t n = device.is_cpu() ? 1024 : 8192;
+  const int64_t n = device.is_cpu() ? 2048 : 8192;
   Generator gen(0);  // its own stream: the run's random state stays untouched
   Tensor a = randn({n, n}, {}, &gen).to(dtype).to(device), b = randn({n, n}, {}, &gen).to(dtype).to(device);
   double best = 1e30;
