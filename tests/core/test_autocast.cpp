@@ -61,8 +61,13 @@ TEST(Autocast, ParsesPrecisionNamesAndRejectsOthers) {
 
 namespace {
 
-// Losses of `steps` AdamW steps of a small GPT, under the given precision.
-std::vector<double> train_losses(std::optional<DType> precision, int steps, nn::GPT** keep = nullptr) {
+struct TrainedRun {
+  std::vector<double> losses;
+  std::unique_ptr<nn::GPT> model;  // as trained
+};
+
+// `steps` AdamW steps of a small GPT under the given precision.
+TrainedRun train(std::optional<DType> precision, int steps) {
   nn::GPTOptions o;
   o.vocab_size = 32;
   o.block_size = 16;
@@ -70,8 +75,7 @@ std::vector<double> train_losses(std::optional<DType> precision, int steps, nn::
   o.n_head = 2;
   o.d_model = 32;
   Generator init(7);
-  static std::unique_ptr<nn::GPT> model;
-  model = std::make_unique<nn::GPT>(o, &init);
+  auto model = std::make_unique<nn::GPT>(o, &init);
   nn::flatten_parameters(*model);
   optim::AdamWOptions ao;
   ao.lr = 3e-3;
@@ -94,17 +98,16 @@ std::vector<double> train_losses(std::optional<DType> precision, int steps, nn::
     opt.step();
     losses.push_back(loss.item());
   }
-  if (keep) *keep = model.get();
-  return losses;
+  return {losses, std::move(model)};
 }
 
 }  // namespace
 
 TEST(Autocast, Bf16TrainingFollowsF32WithF32MasterWeights) {
-  const std::vector<double> ref = train_losses(std::nullopt, 20);
-  nn::GPT* model = nullptr;
-  const std::vector<double> mixed = train_losses(DType::bf16, 20, &model);
-  for (const auto& p : model->named_parameters()) {
+  const std::vector<double> ref = train(std::nullopt, 20).losses;
+  const TrainedRun run = train(DType::bf16, 20);
+  const std::vector<double>& mixed = run.losses;
+  for (const auto& p : run.model->named_parameters()) {
     EXPECT_EQ(p.tensor.dtype(), DType::f32) << p.name;
     EXPECT_EQ(p.tensor.grad().dtype(), DType::f32) << p.name;
   }

@@ -289,3 +289,39 @@ TEST(CudaAllocator, ReusesBlocksAcrossSteps) {
   EXPECT_GE(after.reserved, after.allocated);
   EXPECT_GE(after.peak_allocated, after.allocated);
 }
+
+// The fused cuBLASLt linear epilogues against the same math composed on the
+// CPU (bf16 operands, f32 reference; GELU is the tanh approximation).
+TEST(CudaBlas, FusedLinearEpiloguesMatchComposedOps) {
+  if (kSelfCheck || !cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const int64_t M = 48, K = 64, N = 40;
+  const Tensor x = randn({M, K}).to(DType::bf16), w = randn({N, K}).to(DType::bf16), b = randn({N}).to(DType::bf16);
+  const Tensor xf = x.to(DType::f32), wf = w.to(DType::f32), bf = b.to(DType::f32);
+  const Tensor pre_ref = fm::linear(xf, wf, bf);
+  auto gpu_empty = [](const Shape& s) { return empty(s, TensorOptions(DType::bf16).device(kGpu)); };
+
+  Tensor out = gpu_empty({M, N}), pre = gpu_empty({M, N});
+  cuda::linear_epilogue(out, x.to(kGpu), w.to(kGpu), b.to(kGpu), cuda::Epilogue::bias);
+  EXPECT_LT(rel_err(out, pre_ref), 1e-2);
+  cuda::linear_epilogue(out, x.to(kGpu), w.to(kGpu), b.to(kGpu), cuda::Epilogue::bias_gelu, pre);
+  EXPECT_LT(rel_err(out, gelu(pre_ref, "tanh")), 1e-2);
+  EXPECT_LT(rel_err(pre, pre_ref), 1e-2);
+
+  // Backward: dW = dy^T x and db = column sums of dy; through the GELU,
+  // dpre = (dy2 @ W2) * gelu'(pre) for a following layer W2 [N2, N].
+  const Tensor dy = randn({M, N}).to(DType::bf16), dyf = dy.to(DType::f32);
+  Tensor dw = gpu_empty({N, K}), db = gpu_empty({N});
+  cuda::linear_backward_weight(dw, db, dy.to(kGpu), x.to(kGpu));
+  EXPECT_LT(rel_err(dw, matmul(dyf.t(), xf)), 1e-2);
+  EXPECT_LT(rel_err(db, sum(dyf, Shape{0})), 1e-2);
+
+  const int64_t N2 = 24;
+  const Tensor w2 = randn({N2, N}).to(DType::bf16), dy2 = randn({M, N2}).to(DType::bf16);
+  const Tensor p = pre_ref.to(DType::bf16).to(DType::f32).requires_grad_();
+  const Tensor upstream = matmul(dy2.to(DType::f32), w2.to(DType::f32));
+  gelu(p, "tanh").backward(upstream);
+  Tensor dpre = gpu_empty({M, N}), dbias = gpu_empty({N});
+  cuda::linear_backward_gelu_input(dpre, dbias, dy2.to(kGpu), w2.to(kGpu), pre_ref.to(DType::bf16).to(kGpu));
+  EXPECT_LT(rel_err(dpre, p.grad()), 1e-2);
+  EXPECT_LT(rel_err(dbias, sum(p.grad(), Shape{0})), 1e-2);
+}
