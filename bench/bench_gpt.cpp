@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "fm/fm.h"
 #include "fm/nn/flat.h"
@@ -66,19 +68,45 @@ int main(int argc, char** argv) {
     const int64_t T = o.block_size;
     fm::Tensor ids = fm::randint(0, o.vocab_size, {batch, T}).to(dev);
     fm::Tensor targets = fm::randint(0, o.vocab_size, {batch, T}).to(dev);
+    // Where a step's time goes: device time of the forward, backward and
+    // optimizer (events), and how long the host took to queue the step; a host
+    // time near the step time means the step is bound by kernel launches.
+    std::vector<double> fwd_ms, bwd_ms, opt_ms, host_ms;
     auto step = [&] {
+#ifdef FM_BENCH_CUDA
+      std::optional<fm::cuda::Event> ev[4];
+      auto mark = [&](int i) {
+        if (dev.is_cuda()) ev[i].emplace().record();
+      };
+#else
+      auto mark = [](int) {};
+#endif
+      const auto h0 = std::chrono::steady_clock::now();
+      mark(0);
       fm::Tensor loss;
       {
         fm::AutocastGuard ac(autocast);
         fm::Tensor logits = model.forward(ids);
         loss = fm::cross_entropy(logits.view({-1, o.vocab_size}), targets.view({-1}));
       }
+      mark(1);
       opt.zero_grad();
       loss.backward();
+      mark(2);
       opt.step();
+      mark(3);
+      host_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count());
       loss.item();  // waits for the device
+#ifdef FM_BENCH_CUDA
+      if (dev.is_cuda()) {
+        fwd_ms.push_back(ev[0]->elapsed_ms(*ev[1]));
+        bwd_ms.push_back(ev[1]->elapsed_ms(*ev[2]));
+        opt_ms.push_back(ev[2]->elapsed_ms(*ev[3]));
+      }
+#endif
     };
     for (int i = 0; i < 2; ++i) step();  // warm-up: caches filled
+    fwd_ms.clear(), bwd_ms.clear(), opt_ms.clear(), host_ms.clear();
     std::vector<double> times;
     for (int i = 0; i < steps; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -99,11 +127,16 @@ int main(int argc, char** argv) {
     if (dev.is_cuda()) peak_mb = double(fm::cuda::memory_stats().peak_allocated) / 1048576.0;
 #endif
     const double mfu = peak_tflops > 0 ? flops / step_s / (peak_tflops * 1e12) : 0.0;
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[v.size() / 2];
+    };
     std::printf(
         "{\"peer\": \"libfm\", \"tokens_per_s\": %.1f, \"step_s\": %.4f, \"gflops\": %.1f, \"mfu\": %.4f, "
-        "\"peak_mem_mb\": %.1f, \"threads\": %d, \"params\": %.0f, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+        "\"peak_mem_mb\": %.1f, \"threads\": %d, \"params\": %.0f, \"device\": \"%s\", \"precision\": \"%s\", "
+        "\"host_ms\": %.2f, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"opt_ms\": %.2f}\n",
         tokens / step_s, step_s, flops / step_s / 1e9, mfu, peak_mb, threads, params, dev.str().c_str(),
-        precision.c_str());
+        precision.c_str(), median(host_ms), median(fwd_ms), median(bwd_ms), median(opt_ms));
     return 0;
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "bench_gpt: %s\n", e.what());

@@ -24,11 +24,15 @@ def json_lines(path):
 def main():
     out, rc, card = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     rows = [("card", card)]
-    log = (out / "ctest.log").read_text(errors="replace") if (out / "ctest.log").exists() else ""
-    m = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", log)
-    skipped = len(re.findall(r"\(Skipped\)", log))
-    rows.append(("cuda tests", (f"{m.group(3)} run, {m.group(2)} failed" if m else "no result") +
-                 f", {skipped} skipped (exit {rc})"))
+    counts = {"PASSED": 0, "FAILED": 0, "SKIPPED": 0}
+    for log in sorted(out.glob("test_cuda_*.log")):
+        if log.name.endswith(".alone.log"):
+            continue
+        for word, n in re.findall(r"^\[  (PASSED|FAILED|SKIPPED) \] (\d+) tests?", log.read_text(errors="replace"), re.M):
+            counts[word] += int(n)
+    alone = (out / "alone.txt").read_text().count("FAILS alone") if (out / "alone.txt").exists() else 0
+    rows.append(("cuda tests", f"{counts['PASSED']} passed, {counts['FAILED']} failed ({alone} of them alone), "
+                 f"{counts['SKIPPED']} skipped (exit {rc})"))
     gemm = json_lines(out / "gemm.txt")
     if gemm:
         ratios = sorted(g["ratio"] for g in gemm)
