@@ -5,7 +5,8 @@
 //
 //   bench_gpt [--threads N] [--steps N] [--layers 6] [--d-model 384] [--heads 6]
 //             [--seq 256] [--batch 8] [--vocab 65] [--device cpu|cuda]
-//             [--precision f32|bf16] [--peak-tflops X]
+//             [--precision f32|bf16] [--peak-tflops X] [--profile 1]
+// --profile 1 also prints, to stderr, where one step's kernel time goes.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "fm/nn/flat.h"
 #include "fm/nn/gpt.h"
 #include "fm/optim/adamw.h"
+#include "fm/profile.h"
 
 #ifdef FM_BENCH_CUDA
 #include "fm/cuda/cuda.h"
@@ -31,11 +33,13 @@ int main(int argc, char** argv) {
   int64_t batch = 8;
   std::string device = "cpu", precision = "f32";
   double peak_tflops = 0;
+  bool profile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long v = std::atol(argv[i + 1]);
     if (k == "--device") device = argv[i + 1];
     else if (k == "--precision") precision = argv[i + 1];
+    else if (k == "--profile") profile = v != 0;
     else if (k == "--peak-tflops") peak_tflops = std::atof(argv[i + 1]);
     else if (k == "--threads") threads = int(v);
     else if (k == "--steps") steps = int(v);
@@ -137,6 +141,11 @@ int main(int argc, char** argv) {
         "\"host_ms\": %.2f, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"opt_ms\": %.2f}\n",
         tokens / step_s, step_s, flops / step_s / 1e9, mfu, peak_mb, threads, params, dev.str().c_str(),
         precision.c_str(), median(host_ms), median(fwd_ms), median(bwd_ms), median(opt_ms));
+    if (profile) {
+      fm::Profile prof;
+      step();
+      std::fputs(fm::Profile::table(prof.stop()).c_str(), stderr);
+    }
     return 0;
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "bench_gpt: %s\n", e.what());

@@ -28,7 +28,7 @@ def main():
     for log in sorted(out.glob("test_cuda_*.log")):
         if log.name.endswith(".alone.log"):
             continue
-        for word, n in re.findall(r"^\[  (PASSED|FAILED|SKIPPED) \] (\d+) tests?", log.read_text(errors="replace"), re.M):
+        for word, n in re.findall(r"^\[  (PASSED|FAILED|SKIPPED) *\] (\d+) tests?", log.read_text(errors="replace"), re.M):
             counts[word] += int(n)
     alone = (out / "alone.txt").read_text().count("FAILS alone") if (out / "alone.txt").exists() else 0
     rows.append(("cuda tests", f"{counts['PASSED']} passed, {counts['FAILED']} failed ({alone} of them alone), "

@@ -1,9 +1,12 @@
 #include <cuda_runtime.h>
 #include <cstdio>
+#include <mutex>
+#include <vector>
 
 #include "check.h"
 #include "fm/caching_allocator.h"
 #include "fm/cuda/cuda.h"
+#include "fm/profile.h"
 
 namespace fm::cuda {
 namespace {
@@ -29,6 +32,46 @@ const bool g_installed = [] {
 }();
 
 thread_local cudaStream_t t_stream = nullptr;
+
+// fm::Profile's device timer: a pair of events around each kernel call on the
+// current stream, pooled (a profiled step makes thousands).
+struct EventPair {
+  cudaEvent_t start, stop;
+};
+std::vector<EventPair*> g_event_pool;
+std::mutex g_event_mu;
+
+const bool g_timer_installed = [] {
+  detail::DeviceTimer t;
+  t.start = []() -> void* {
+    EventPair* e = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(g_event_mu);
+      if (!g_event_pool.empty()) e = g_event_pool.back(), g_event_pool.pop_back();
+    }
+    if (!e) {
+      e = new EventPair;
+      FM_CUDA_CHECK(cudaEventCreate(&e->start));
+      FM_CUDA_CHECK(cudaEventCreate(&e->stop));
+    }
+    FM_CUDA_CHECK(cudaEventRecord(e->start, t_stream));
+    return e;
+  };
+  t.stop = [](void* h) { FM_CUDA_CHECK(cudaEventRecord(static_cast<EventPair*>(h)->stop, t_stream)); };
+  t.elapsed_ms = [](void* h) {
+    auto* e = static_cast<EventPair*>(h);
+    FM_CUDA_CHECK(cudaEventSynchronize(e->stop));
+    float ms = 0;
+    FM_CUDA_CHECK(cudaEventElapsedTime(&ms, e->start, e->stop));
+    return double(ms);
+  };
+  t.release = [](void* h) {
+    std::lock_guard<std::mutex> lock(g_event_mu);
+    g_event_pool.push_back(static_cast<EventPair*>(h));
+  };
+  detail::set_device_timer(DeviceType::cuda, t);
+  return true;
+}();
 
 }  // namespace
 

@@ -3,12 +3,34 @@
 // device type; op code (device independent) calls the slot, and each backend
 // fills its entries at load time with FM_REGISTER_KERNEL. A new backend plugs
 // in without touching op code.
+#include <atomic>
 #include <utility>
 
 #include "fm/device.h"
 #include "fm/error.h"
 
 namespace fm {
+
+namespace detail {
+// Set while an fm::Profile is open (fm/profile.h).
+struct KernelProfiler {
+  int (*begin)(const char* name, Device d);  // a token for end, or -1 when nested
+  void (*end)(int token);
+};
+extern std::atomic<const KernelProfiler*> kernel_profiler;
+
+class ProfiledCall {
+ public:
+  ProfiledCall(const KernelProfiler* p, const char* name, Device d) : p_(p), token_(p->begin(name, d)) {}
+  ~ProfiledCall() { p_->end(token_); }
+  ProfiledCall(const ProfiledCall&) = delete;
+  ProfiledCall& operator=(const ProfiledCall&) = delete;
+
+ private:
+  const KernelProfiler* p_;
+  int token_;
+};
+}  // namespace detail
 
 template <class Sig> class Kernel;
 
@@ -28,6 +50,10 @@ class Kernel<R(Args...)> {
   R operator()(Device d, A&&... args) const {
     Fn f = fns_[int(d.type)];
     if (!f) error(name_, ": no kernel for device ", d.str());
+    if (const auto* p = detail::kernel_profiler.load(std::memory_order_relaxed)) {
+      detail::ProfiledCall timed(p, name_, d);
+      return f(std::forward<A>(args)...);
+    }
     return f(std::forward<A>(args)...);
   }
 

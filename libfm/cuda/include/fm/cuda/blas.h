@@ -19,6 +19,14 @@ namespace fm::cuda {
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
+// Whether the first product of each shape times cuBLASLt's top heuristic
+// candidates on its operands and keeps the fastest (on by default; the
+// environment's FM_CUDA_GEMM_AUTOTUNE=0 turns it off). The choice is made per
+// process, so results may differ in the last bits between runs with it on;
+// off, every run takes the heuristic's first algorithm.
+void set_gemm_autotune(bool on);
+bool gemm_autotune();
+
 enum class Epilogue : uint8_t {
   bias,       // out = x @ W^T + b
   bias_gelu,  // out = gelu(x @ W^T + b); pre_gelu (if defined) receives x @ W^T + b
