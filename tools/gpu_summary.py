@@ -38,11 +38,12 @@ def main():
         ratios = sorted(g["ratio"] for g in gemm)
         rows.append(("GEMM vs cuBLASLt best", f"min {ratios[0]:.2f}, median {ratios[len(ratios) // 2]:.2f}, "
                      f"{sum(r >= 0.9 for r in ratios)}/{len(ratios)} shapes >= 0.90"))
-    ours, theirs = json_lines(out / "attention.txt"), json_lines(out / "attention_torch.json")
-    for a in ours:
-        peer = next((t for t in theirs if t["T"] == a["T"] and t["B"] == a["B"]), None)
-        ratio = f", {peer['fwd_bwd_ms'] / a['fwd_bwd_ms']:.2f}x PyTorch" if peer else ""
-        rows.append((f"attention B={a['B']} T={a['T']} fwd+bwd", f"{a['fwd_bwd_ms']:.3f} ms{ratio}"))
+    theirs = json_lines(out / "attention_torch.json")
+    for name, kernels in (("attention.txt", ""), ("attention_mma.txt", " (mma)")):
+        for a in json_lines(out / name):
+            peer = next((t for t in theirs if t["T"] == a["T"] and t["B"] == a["B"]), None)
+            ratio = f", {peer['fwd_bwd_ms'] / a['fwd_bwd_ms']:.2f}x PyTorch" if peer else ""
+            rows.append((f"attention{kernels} B={a['B']} T={a['T']} fwd+bwd", f"{a['fwd_bwd_ms']:.3f} ms{ratio}"))
     g_ours, g_theirs = json_lines(out / "gpt_libfm.json"), json_lines(out / "gpt_torch.json")
     if g_ours and "tokens_per_s" in g_ours[0]:
         o = g_ours[0]
@@ -53,6 +54,9 @@ def main():
         rows.append(("GPT-2 124M step, bf16", text))
     elif g_ours:
         rows.append(("GPT-2 124M step, bf16", g_ours[0].get("skipped", "no result")))
+    g_mma = json_lines(out / "gpt_libfm_mma.json")
+    if g_mma and "tokens_per_s" in g_mma[0]:
+        rows.append(("GPT-2 124M step, mma attention", f"{g_mma[0]['tokens_per_s']:.0f} tok/s"))
     width = max(len(k) for k, _ in rows)
     print("-" * 72)
     for k, v in rows:

@@ -7,6 +7,7 @@
 
 #include "fm/cuda/blas.h"
 #include "fm/cuda/cuda.h"
+#include "fm/kernels/core.h"
 #include "helpers.h"
 
 using namespace fm;
@@ -324,4 +325,39 @@ TEST(CudaBlas, FusedLinearEpiloguesMatchComposedOps) {
   cuda::linear_backward_gelu_input(dpre, dbias, dy2.to(kGpu), w2.to(kGpu), pre_ref.to(DType::bf16).to(kGpu));
   EXPECT_LT(rel_err(dpre, p.grad()), 1e-2);
   EXPECT_LT(rel_err(dbias, sum(p.grad(), Shape{0})), 1e-2);
+}
+
+// The first product of a shape times cuBLASLt's candidates before it runs: the
+// accumulator it is given (beta = 1) must come through once, not once per
+// candidate, with autotuning on or off.
+TEST(CudaBlas, AutotunedFirstProductAccumulatesOnce) {
+  if (kSelfCheck || !cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const bool tune : {true, false}) {
+    cuda::set_gemm_autotune(tune);
+    const int64_t M = tune ? 136 : 152, N = 88, K = 200;  // shapes no other test uses: fresh plans
+    const Tensor a = randn({M, K}), b = randn({K, N}), c = randn({M, N});
+    kernels::GemmArgs g;
+    g.m = M, g.n = N, g.k = K, g.lda = K, g.ldb = N, g.ldc = N, g.beta = 1.0;
+    Tensor c_gpu = c.to(kGpu);
+    kernels::gemm(kGpu, g, a.to(kGpu), b.to(kGpu), c_gpu);
+    EXPECT_LT(rel_err(c_gpu, c + matmul(a, b)), 1e-5) << "autotune " << tune;
+  }
+  cuda::set_gemm_autotune(true);
+}
+
+// Contiguous, aligned operands take the flat kernels; sizes with a tail and
+// views off the alignment (the strided kernels) must agree with the CPU too.
+TEST(CudaElementwise, FlatAndStridedPathsMatchTheCpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  for (const int64_t n : {1, 3, 4, 1029, 65536 + 3}) {
+    for (const int64_t skip : {0, 1}) {  // a one-element offset breaks the 16-byte alignment
+      const Tensor a = randn({n + skip}).slice(0, skip, n + skip), b = randn({n + skip}).slice(0, skip, n + skip);
+      const Tensor ga = a.to(kGpu), gb = b.to(kGpu);
+      EXPECT_LT(rel_err(ga + gb, a + b), 1e-6) << n << " " << skip;
+      EXPECT_LT(rel_err(exp(ga), exp(a)), 1e-6) << n << " " << skip;
+      EXPECT_EQ(rel_err(ga.to(DType::bf16), a.to(DType::bf16)), 0.0) << n << " " << skip;
+      EXPECT_EQ(rel_err(ga.to(DType::bf16).to(DType::f32), a.to(DType::bf16).to(DType::f32)), 0.0) << n << " " << skip;
+      EXPECT_LT(rel_err(ga.to(DType::bf16) * gb.to(DType::bf16), a.to(DType::bf16) * b.to(DType::bf16)), 1e-2);
+    }
+  }
 }

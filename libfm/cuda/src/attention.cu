@@ -15,11 +15,16 @@
 // query tiles accumulating dk, dv; a separate block per (head, 64 query rows)
 // recomputes P and accumulates dq. No atomics: every output has one writer,
 // so results are deterministic.
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <string>
 #include <type_traits>
 
+#include "attention_cudnn.h"
 #include "attention_mma.h"
+#include "fm/cuda/attention.h"
 #include "fm/kernels/attention.h"
 #include "fm/tensor_impl.h"
 #include "launch.cuh"
@@ -513,9 +518,40 @@ size_t tile_bytes(int rows, int64_t cols) {
   return size_t(rows) * size_t(cols) * sizeof(acc_t<T>);
 }
 
+// ---- which kernels run (fm/cuda/attention.h)
+
+const char* const kChoices[] = {"auto", "cudnn", "mma", "simt"};
+enum Choice : int { kAuto, kCudnn, kMma, kSimt };
+
+Choice parse_choice(const std::string& which, const char* from) {
+  for (int c = kAuto; c <= kSimt; ++c)
+    if (which == kChoices[c]) return Choice(c);
+  error(from, ": attention kernels \"", which, "\" are none of auto, cudnn, mma, simt");
+}
+
+std::atomic<int>& choice() {
+  static std::atomic<int> c{[] {
+    const char* e = std::getenv("FM_CUDA_ATTENTION");
+    return e && *e ? parse_choice(e, "FM_CUDA_ATTENTION") : kAuto;
+  }()};
+  return c;
+}
+
+std::atomic<const char*> last_kernel{""};
+
+// Whether the current choice lets `path` try first.
+bool tries(Choice path) {
+  const int c = choice().load(std::memory_order_relaxed);
+  return c == kAuto || c == path;
+}
+
+void ran(const char* path) { last_kernel.store(path, std::memory_order_relaxed); }
+
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& mask, bool causal, double scale) {
-  if (attention_mma_forward(out, lse, q, k, v, mask, causal, scale)) return;  // tensor cores where supported
+  if (tries(kCudnn) && attention_cudnn_forward(out, lse, q, k, v, mask, causal, scale)) return ran("cudnn");
+  if (tries(kMma) && attention_mma_forward(out, lse, q, k, v, mask, causal, scale)) return ran("mma");
+  ran("simt");
   kernels::dispatch_float(q.dtype(), kOp, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
@@ -538,7 +574,11 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
                         bool causal, double scale) {
-  if (attention_mma_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, scale)) return;
+  if (tries(kCudnn) && attention_cudnn_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, scale))
+    return ran("cudnn");
+  if (tries(kMma) && attention_mma_backward(dq, dk, dv, dout, q, k, v, out, lse, mask, causal, scale))
+    return ran("mma");
+  ran("simt");
   kernels::dispatch_float(q.dtype(), kOp, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
@@ -586,4 +626,9 @@ FM_REGISTER_KERNEL(kernels::attention_forward, DeviceType::cuda, attention_forwa
 FM_REGISTER_KERNEL(kernels::attention_backward, DeviceType::cuda, attention_backward);
 
 }  // namespace
+
+void set_attention_kernels(const std::string& which) { choice().store(parse_choice(which, "set_attention_kernels")); }
+std::string attention_kernels() { return kChoices[choice().load()]; }
+std::string last_attention_kernel() { return last_kernel.load(); }
+
 }  // namespace fm::cuda

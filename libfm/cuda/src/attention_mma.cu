@@ -29,10 +29,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <string_view>
 
 #include "attention_mma.h"
 #include "fm/half.h"
@@ -583,15 +581,6 @@ __global__ void __launch_bounds__(kAttnThreads) dq_kernel(Problem p, Grads g, in
 
 // ---- host side
 
-// FM_CUDA_ATTENTION=simt turns this path off (read once).
-bool simt_forced() {
-  static const bool forced = [] {
-    const char* e = std::getenv("FM_CUDA_ATTENTION");
-    return e && std::string_view(e) == "simt";
-  }();
-  return forced;
-}
-
 // Whether the kernels built for the current device run tensor-core code
 // (sm_80 or newer); cached per device.
 bool arch_ok() {
@@ -610,7 +599,7 @@ bool arch_ok() {
 // The cases this path takes; the tensors it reads or writes as [B,H,T,D].
 bool supported(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                std::initializer_list<const Tensor*> rows) {
-  if (simt_forced() || mask.defined()) return false;
+  if (mask.defined()) return false;
   if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return false;
   for (const Tensor* t : rows)
     if (t->dtype() != q.dtype()) return false;

@@ -25,6 +25,15 @@ __global__ void copy_kernel(StridedPlan<2> p, int64_t n, D* dst, const S* src) {
   }
 }
 
+template <class D, class S>
+struct Convert {
+  __device__ D operator()(S v) const { return convert<D>(v); }
+};
+
+// Half and single types: the casts autocast makes take the flat fast path.
+template <class T>
+constexpr bool kFlatType = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+
 template <class T>
 __global__ void fill_kernel(StridedPlan<1> p, int64_t n, T* dst, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -43,6 +52,14 @@ void copy(const Tensor& dst, const Tensor& src) {
     using D = typename decltype(dt)::type;
     kernels::dispatch_all(src.dtype(), "copy", [&](auto st) {
       using S = typename decltype(st)::type;
+      if constexpr (kFlatType<D> && kFlatType<S>) {
+        if (is_flat(plan, {{dst.data_ptr(), sizeof(D)}, {src.data_ptr(), sizeof(S)}})) {
+          flat_map1<<<blocks_for_packs(dst.numel()), kThreads, 0, stream()>>>(
+              dst.numel(), static_cast<D*>(dst.data_ptr()), static_cast<const S*>(src.data_ptr()), Convert<D, S>{});
+          check_launch();
+          return;
+        }
+      }
       copy_kernel<<<blocks_for(dst.numel()), kThreads, 0, stream()>>>(plan, dst.numel(), static_cast<D*>(dst.data_ptr()),
                                                          static_cast<const S*>(src.data_ptr()));
       check_launch();

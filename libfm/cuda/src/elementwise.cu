@@ -29,6 +29,18 @@ __global__ void unary_kernel(StridedPlan<2> p, int64_t n, S* out, const S* x, F 
   }
 }
 
+// The typed functor as the flat kernels call it: operands converted to the
+// compute type, the result to R.
+template <class S, class R, class F>
+struct Typed {
+  F f;
+  __device__ R operator()(S a) const { return R(f(compute_t<S>(a))); }
+  __device__ R operator()(S a, S b) const { return R(f(compute_t<S>(a), compute_t<S>(b))); }
+};
+
+template <class S>
+constexpr bool kFlatType = std::is_floating_point_v<compute_t<S>>;  // fast path for the float types only
+
 template <class S>
 __global__ void where_kernel(StridedPlan<4> p, int64_t n, S* out, const bool* c, const S* a, const S* b) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -53,6 +65,15 @@ void binary_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
   StridedPlan<3> plan(out.shape(), {&out, &a, &b});
   kernels::dispatch_numeric(out.dtype(), "binary", [&](auto tag) {
     using S = typename decltype(tag)::type;
+    if constexpr (kFlatType<S>) {
+      if (is_flat(plan, {{out.data_ptr(), sizeof(S)}, {a.data_ptr(), sizeof(S)}, {b.data_ptr(), sizeof(S)}})) {
+        flat_map2<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
+            out.numel(), static_cast<S*>(out.data_ptr()), static_cast<const S*>(a.data_ptr()),
+            static_cast<const S*>(b.data_ptr()), Typed<S, S, BinaryFn<op>>{BinaryFn<op>{}});
+        check_launch();
+        return;
+      }
+    }
     if constexpr (std::is_floating_point_v<compute_t<S>> || integer_safe(op)) {
       binary_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
                                                            static_cast<const S*>(a.data_ptr()),
@@ -91,6 +112,15 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
   StridedPlan<2> plan(out.shape(), {&out, &x});
   kernels::dispatch_numeric(out.dtype(), "unary", [&](auto tag) {
     using S = typename decltype(tag)::type;
+    if constexpr (kFlatType<S>) {
+      if (is_flat(plan, {{out.data_ptr(), sizeof(S)}, {x.data_ptr(), sizeof(S)}})) {
+        flat_map1<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
+            out.numel(), static_cast<S*>(out.data_ptr()), static_cast<const S*>(x.data_ptr()),
+            Typed<S, S, UnaryFn<op>>{UnaryFn<op>{p0, p1}});
+        check_launch();
+        return;
+      }
+    }
     if constexpr (std::is_floating_point_v<compute_t<S>> || integer_safe(op)) {
       unary_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(plan, out.numel(), static_cast<S*>(out.data_ptr()),
                                                           static_cast<const S*>(x.data_ptr()), UnaryFn<op>{p0, p1});
