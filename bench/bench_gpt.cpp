@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
     // optimizer (events), and how long the host took to queue the step; a host
     // time near the step time means the step is bound by kernel launches.
     std::vector<double> fwd_ms, bwd_ms, opt_ms, host_ms;
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[v.size() / 2];
+    };
     auto step = [&] {
 #ifdef FM_BENCH_CUDA
       std::optional<fm::cuda::Event> ev[4];
@@ -117,8 +121,7 @@ int main(int argc, char** argv) {
       step();
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::sort(times.begin(), times.end());
-    const double step_s = times[times.size() / 2];
+    const double step_s = median(times);
     const double tokens = double(batch * T);
     // 6 flops per parameter per token (forward + backward) plus attention's
     // score and value products (12 L T d per token), as nanoGPT and llm.c count.
@@ -131,10 +134,6 @@ int main(int argc, char** argv) {
     if (dev.is_cuda()) peak_mb = double(fm::cuda::memory_stats().peak_allocated) / 1048576.0;
 #endif
     const double mfu = peak_tflops > 0 ? flops / step_s / (peak_tflops * 1e12) : 0.0;
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v.empty() ? 0.0 : v[v.size() / 2];
-    };
     std::printf(
         "{\"peer\": \"libfm\", \"tokens_per_s\": %.1f, \"step_s\": %.4f, \"gflops\": %.1f, \"mfu\": %.4f, "
         "\"peak_mem_mb\": %.1f, \"threads\": %d, \"params\": %.0f, \"device\": \"%s\", \"precision\": \"%s\", "

@@ -36,6 +36,20 @@ inline ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& 
   return all_close(actual, expected.to_vector<double>(), rtol, atol);
 }
 
+// max |actual - expected| / max |expected|, in f64 on the host (actual may
+// live on any device); infinite when shapes differ or NaNs sit in different
+// places.
+inline double rel_err(const Tensor& actual, const Tensor& expected) {
+  if (actual.shape() != expected.shape()) return INFINITY;
+  const std::vector<double> x = actual.to(Device::cpu()).to_vector<double>(), y = expected.to_vector<double>();
+  double diff = 0, scale = 1e-30;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) != std::isnan(y[i])) return INFINITY;
+    if (!std::isnan(y[i])) diff = std::max(diff, std::fabs(x[i] - y[i])), scale = std::max(scale, std::fabs(y[i]));
+  }
+  return diff / scale;
+}
+
 // gradcheck as a gtest assertion.
 inline ::testing::AssertionResult grads_ok(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                                            const std::vector<Tensor>& inputs, GradcheckOptions opt = {}) {

@@ -15,6 +15,7 @@
 
 using namespace fm;
 using namespace fm::nn;
+using fm::test::rel_err;
 
 namespace {
 
@@ -52,18 +53,6 @@ class Fixture {
   std::string name_;
   io::Safetensors st_;
 };
-
-// max |actual - expected| / max |expected|
-double rel_err(const Tensor& actual, const Tensor& expected) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  const std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < std::min(a.size(), e.size()); ++i) {
-    diff = std::max(diff, std::fabs(a[i] - e[i]));
-    scale = std::max(scale, std::fabs(e[i]));
-  }
-  return std::isnan(diff) ? INFINITY : diff / std::max(scale, 1e-30);
-}
 
 // Compares one tensor, remembers the worst error for the summary line.
 struct Comparer {

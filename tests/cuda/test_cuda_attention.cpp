@@ -14,6 +14,7 @@
 #include "helpers.h"
 
 using namespace fm;
+using fm::test::rel_err;
 
 namespace {
 
@@ -21,18 +22,6 @@ const bool kSelfCheck = std::getenv("FM_CUDA_TESTS_ON_CPU") != nullptr;
 const Device kGpu = Device::cuda(0);
 
 using Inputs = std::vector<Tensor>;
-
-// max |a - b| / max |b|, on the host in f64.
-double rel_err(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape()) return INFINITY;
-  const std::vector<double> x = a.to(Device::cpu()).to_vector<double>(), y = b.to_vector<double>();
-  double diff = 0, scale = 1e-30;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (std::isnan(x[i]) || std::isnan(y[i])) return INFINITY;
-    diff = std::max(diff, std::fabs(x[i] - y[i])), scale = std::max(scale, std::fabs(y[i]));
-  }
-  return diff / scale;
-}
 
 struct AttentionCase {
   std::string name;

@@ -11,6 +11,7 @@
 #include "helpers.h"
 
 using namespace fm;
+using fm::test::rel_err;
 
 namespace {
 
@@ -19,18 +20,6 @@ namespace {
 const bool kSelfCheck = std::getenv("FM_CUDA_TESTS_ON_CPU") != nullptr;
 bool have_gpu() { return kSelfCheck || cuda::is_available(); }
 const Device kGpu = kSelfCheck ? Device::cpu() : Device::cuda(0);
-
-// max |a - b| / max |b|, on the host in f64.
-double rel_err(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape()) return INFINITY;
-  const std::vector<double> x = a.to(Device::cpu()).to_vector<double>(), y = b.to_vector<double>();
-  double diff = 0, scale = 1e-30;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (std::isnan(x[i]) != std::isnan(y[i])) return INFINITY;
-    if (!std::isnan(y[i])) diff = std::max(diff, std::fabs(x[i] - y[i])), scale = std::max(scale, std::fabs(y[i]));
-  }
-  return diff / scale;
-}
 
 using Inputs = std::vector<Tensor>;
 

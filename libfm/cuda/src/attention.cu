@@ -22,8 +22,7 @@
 #include <string>
 #include <type_traits>
 
-#include "attention_cudnn.h"
-#include "attention_mma.h"
+#include "attention_paths.h"
 #include "fm/cuda/attention.h"
 #include "fm/kernels/attention.h"
 #include "fm/tensor_impl.h"

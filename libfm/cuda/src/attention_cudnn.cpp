@@ -11,7 +11,7 @@
 // the forward writes it straight into lse, the backward reads it from there.
 // The backward asks for cuDNN's deterministic algorithm: libfm promises
 // gradients that repeat bit for bit.
-#include "attention_cudnn.h"
+#include "attention_paths.h"
 
 #include "fm/cuda/attention.h"
 

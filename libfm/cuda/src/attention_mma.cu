@@ -32,7 +32,7 @@
 #include <cstring>
 #include <limits>
 
-#include "attention_mma.h"
+#include "attention_paths.h"
 #include "fm/half.h"
 #include "fm/tensor_impl.h"
 #include "launch.cuh"

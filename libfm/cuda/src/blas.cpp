@@ -145,7 +145,13 @@ cublasLtMatrixLayout_t make_layout(const Layout& l, cudaDataType_t dt, int32_t b
   return out;
 }
 
-size_t dtype_bytes(DType t) { return t == DType::f64 ? 8 : t == DType::f32 ? 4 : 2; }
+// alpha and beta as cuBLASLt reads them: f64 for f64 products, else f32.
+struct Scalar {
+  double d;
+  float f;
+  explicit Scalar(double v) : d(v), f(float(v)) {}
+  const void* as(DType t) const { return t == DType::f64 ? static_cast<const void*>(&d) : &f; }
+};
 
 // Index of the fastest of the heuristic's n candidates, timed on the real
 // operands with the output sent to a scratch buffer (beta 0), so c, which the
@@ -155,21 +161,17 @@ int fastest(const Plan& plan, const Problem& p, const Operands& ops, cublasLtHan
             const cublasLtMatmulHeuristicResult_t* cand, int n) {
   const Layout& l = p.c;
   const int64_t elems = l.ld * (l.cols - 1) + l.rows + l.batch_stride * std::max<int64_t>(p.batch - 1, 0);
-  Tensor scratch = empty({elems * int64_t(dtype_bytes(p.dtype))}, TensorOptions(DType::u8).device(Device::cuda(p.device)));
+  Tensor scratch = empty({elems * int64_t(itemsize(p.dtype))}, TensorOptions(DType::u8).device(Device::cuda(p.device)));
   const cudaStream_t stream = current_stream();
   void* ws = workspace(p.device, stream);
-  const double one64 = 1, zero64 = 0;
-  const float one32 = 1, zero32 = 0;
-  const bool f64 = p.dtype == DType::f64;
-  const void* one = f64 ? static_cast<const void*>(&one64) : &one32;
-  const void* zero = f64 ? static_cast<const void*>(&zero64) : &zero32;
+  const Scalar one(1.0), zero(0.0);
   Event start, stop;
   std::vector<double> best(size_t(n), 1e30);
   for (int i = 0; i < n; ++i) {
     if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
     auto run = [&] {
-      return cublasLtMatmul(h, plan.desc, one, ops.a, plan.a, ops.b, plan.b, zero, scratch.data_ptr(), plan.c,
-                            scratch.data_ptr(), plan.c, &cand[i].algo, ws, kWorkspaceBytes, stream);
+      return cublasLtMatmul(h, plan.desc, one.as(p.dtype), ops.a, plan.a, ops.b, plan.b, zero.as(p.dtype),
+                            scratch.data_ptr(), plan.c, scratch.data_ptr(), plan.c, &cand[i].algo, ws, kWorkspaceBytes, stream);
     };
     if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that fails is skipped
     for (int r = 0; r < 5; ++r) {
@@ -255,14 +257,10 @@ void matmul(const Problem& p, const Operands& ops, const std::function<std::stri
   Plan& plan = plan_for(p, ops, h, what);
   const cudaStream_t stream = current_stream();
   void* ws = workspace(p.device, stream);
-  const double alpha64 = ops.alpha, beta64 = ops.beta;
-  const float alpha32 = float(ops.alpha), beta32 = float(ops.beta);
-  const bool f64 = p.dtype == DType::f64;
-  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
-  const void* beta = f64 ? static_cast<const void*>(&beta64) : &beta32;
+  const Scalar alpha(ops.alpha), beta(ops.beta);
   auto run = [&] {
-    check(cublasLtMatmul(h, plan.desc, alpha, ops.a, plan.a, ops.b, plan.b, beta, ops.c, plan.c, ops.c, plan.c,
-                         &plan.algo, ws, kWorkspaceBytes, stream),
+    check(cublasLtMatmul(h, plan.desc, alpha.as(p.dtype), ops.a, plan.a, ops.b, plan.b, beta.as(p.dtype), ops.c,
+                         plan.c, ops.c, plan.c, &plan.algo, ws, kWorkspaceBytes, stream),
           "cublasLtMatmul", what);
   };
   if (p.epilogue == CUBLASLT_EPILOGUE_DEFAULT) return run();

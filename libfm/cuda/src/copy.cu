@@ -30,10 +30,6 @@ struct Convert {
   __device__ D operator()(S v) const { return convert<D>(v); }
 };
 
-// Half and single types: the casts autocast makes take the flat fast path.
-template <class T>
-constexpr bool kFlatType = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
-
 template <class T>
 __global__ void fill_kernel(StridedPlan<1> p, int64_t n, T* dst, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -54,8 +50,8 @@ void copy(const Tensor& dst, const Tensor& src) {
       using S = typename decltype(st)::type;
       if constexpr (kFlatType<D> && kFlatType<S>) {
         if (is_flat(plan, {{dst.data_ptr(), sizeof(D)}, {src.data_ptr(), sizeof(S)}})) {
-          flat_map1<<<blocks_for_packs(dst.numel()), kThreads, 0, stream()>>>(
-              dst.numel(), static_cast<D*>(dst.data_ptr()), static_cast<const S*>(src.data_ptr()), Convert<D, S>{});
+          flat_map<<<blocks_for_packs(dst.numel()), kThreads, 0, stream()>>>(
+              dst.numel(), Convert<D, S>{}, static_cast<D*>(dst.data_ptr()), static_cast<const S*>(src.data_ptr()));
           check_launch();
           return;
         }

@@ -39,9 +39,6 @@ struct Typed {
 };
 
 template <class S>
-constexpr bool kFlatType = std::is_floating_point_v<compute_t<S>>;  // fast path for the float types only
-
-template <class S>
 __global__ void where_kernel(StridedPlan<4> p, int64_t n, S* out, const bool* c, const S* a, const S* b) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const auto o = offsets_of(p, i);
@@ -67,9 +64,9 @@ void binary_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
     using S = typename decltype(tag)::type;
     if constexpr (kFlatType<S>) {
       if (is_flat(plan, {{out.data_ptr(), sizeof(S)}, {a.data_ptr(), sizeof(S)}, {b.data_ptr(), sizeof(S)}})) {
-        flat_map2<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
-            out.numel(), static_cast<S*>(out.data_ptr()), static_cast<const S*>(a.data_ptr()),
-            static_cast<const S*>(b.data_ptr()), Typed<S, S, BinaryFn<op>>{BinaryFn<op>{}});
+        flat_map<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
+            out.numel(), Typed<S, S, BinaryFn<op>>{BinaryFn<op>{}}, static_cast<S*>(out.data_ptr()),
+            static_cast<const S*>(a.data_ptr()), static_cast<const S*>(b.data_ptr()));
         check_launch();
         return;
       }
@@ -114,9 +111,9 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
     using S = typename decltype(tag)::type;
     if constexpr (kFlatType<S>) {
       if (is_flat(plan, {{out.data_ptr(), sizeof(S)}, {x.data_ptr(), sizeof(S)}})) {
-        flat_map1<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
-            out.numel(), static_cast<S*>(out.data_ptr()), static_cast<const S*>(x.data_ptr()),
-            Typed<S, S, UnaryFn<op>>{UnaryFn<op>{p0, p1}});
+        flat_map<<<blocks_for_packs(out.numel()), kThreads, 0, stream()>>>(
+            out.numel(), Typed<S, S, UnaryFn<op>>{UnaryFn<op>{p0, p1}}, static_cast<S*>(out.data_ptr()),
+            static_cast<const S*>(x.data_ptr()));
         check_launch();
         return;
       }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <utility>
 
 #include "check.h"
@@ -53,35 +54,31 @@ bool is_flat(const kernels::StridedPlan<N>& p, std::initializer_list<std::pair<c
   return true;
 }
 
-// out[i] = f(a[i]) over contiguous aligned operands.
-template <class R, class A, class F>
-__global__ void flat_map1(int64_t n, R* out, const A* a, F f) {
-  const int64_t step = int64_t(gridDim.x) * blockDim.x, first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  const int64_t packs = n / kVec;
-  for (int64_t i = first; i < packs; i += step) {
-    const Pack<A> x = reinterpret_cast<const Pack<A>*>(a)[i];
-    Pack<R> y;
+// f over each lane of whole packs, taken by value: each operand's pack is one
+// vector load, not kVec scalar ones.
+template <class R, class F, class... A>
+__device__ __forceinline__ Pack<R> map_pack(const F& f, Pack<A>... x) {
+  Pack<R> y;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) y.v[j] = f(x.v[j]);
-    reinterpret_cast<Pack<R>*>(out)[i] = y;
-  }
-  for (int64_t i = packs * kVec + first; i < n; i += step) out[i] = f(a[i]);
+  for (int j = 0; j < kVec; ++j) y.v[j] = f(x.v[j]...);
+  return y;
 }
 
-// out[i] = f(a[i], b[i]) over contiguous aligned operands.
-template <class R, class A, class F>
-__global__ void flat_map2(int64_t n, R* out, const A* a, const A* b, F f) {
+// out[i] = f(in[i]...) over contiguous aligned operands.
+template <class R, class F, class... A>
+__global__ void flat_map(int64_t n, F f, R* out, const A*... in) {
   const int64_t step = int64_t(gridDim.x) * blockDim.x, first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t packs = n / kVec;
-  for (int64_t i = first; i < packs; i += step) {
-    const Pack<A> x = reinterpret_cast<const Pack<A>*>(a)[i], z = reinterpret_cast<const Pack<A>*>(b)[i];
-    Pack<R> y;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) y.v[j] = f(x.v[j], z.v[j]);
-    reinterpret_cast<Pack<R>*>(out)[i] = y;
-  }
-  for (int64_t i = packs * kVec + first; i < n; i += step) out[i] = f(a[i], b[i]);
+  for (int64_t i = first; i < packs; i += step)
+    reinterpret_cast<Pack<R>*>(out)[i] = map_pack<R>(f, reinterpret_cast<const Pack<A>*>(in)[i]...);
+  for (int64_t i = packs * kVec + first; i < n; i += step) out[i] = f(in[i]...);
 }
+
+// The element types the flat kernels are built for (the others, integers
+// and bool, always take the strided kernels).
+template <class T>
+constexpr bool kFlatType = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16> ||
+                           std::is_same_v<T, f16>;
 
 inline int blocks_for_packs(int64_t n) { return blocks_for((n + kVec - 1) / kVec); }
 

@@ -36,7 +36,7 @@ thread_local cudaStream_t t_stream = nullptr;
 // fm::Profile's device timer: a pair of events around each kernel call on the
 // current stream, pooled (a profiled step makes thousands).
 struct EventPair {
-  cudaEvent_t start, stop;
+  Event start, stop;
 };
 std::vector<EventPair*> g_event_pool;
 std::mutex g_event_mu;
@@ -49,21 +49,15 @@ const bool g_timer_installed = [] {
       std::lock_guard<std::mutex> lock(g_event_mu);
       if (!g_event_pool.empty()) e = g_event_pool.back(), g_event_pool.pop_back();
     }
-    if (!e) {
-      e = new EventPair;
-      FM_CUDA_CHECK(cudaEventCreate(&e->start));
-      FM_CUDA_CHECK(cudaEventCreate(&e->stop));
-    }
-    FM_CUDA_CHECK(cudaEventRecord(e->start, t_stream));
+    if (!e) e = new EventPair;
+    e->start.record(t_stream);
     return e;
   };
-  t.stop = [](void* h) { FM_CUDA_CHECK(cudaEventRecord(static_cast<EventPair*>(h)->stop, t_stream)); };
+  t.stop = [](void* h) { static_cast<EventPair*>(h)->stop.record(t_stream); };
   t.elapsed_ms = [](void* h) {
     auto* e = static_cast<EventPair*>(h);
-    FM_CUDA_CHECK(cudaEventSynchronize(e->stop));
-    float ms = 0;
-    FM_CUDA_CHECK(cudaEventElapsedTime(&ms, e->start, e->stop));
-    return double(ms);
+    e->stop.synchronize();
+    return double(e->start.elapsed_ms(e->stop));
   };
   t.release = [](void* h) {
     std::lock_guard<std::mutex> lock(g_event_mu);
