@@ -7,9 +7,10 @@
 #include "fm/fm.h"
 #include "fm/io/checkpoint.h"
 #include "options.h"
-#include "sampling.h"
-#include "text_recipe.h"
-#include "text_run.h"
+#include "fm/tasks/lm.h"
+#include "fm/tasks/sampling.h"
+#include "fm/text/bpe.h"
+#include "fm/train/recipe.h"
 
 namespace fm::app {
 namespace {
@@ -55,26 +56,26 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (const size_t bad = invalid_utf8_at(prompt); bad != std::string_view::npos)
     error("generate: --prompt is not valid UTF-8 (byte ", bad, ")");
 
-  TextRun run;
-  run.config = text_recipe_config();
-  run.config.parse_file((std::filesystem::path(dir) / "config.ini").string());
-  load_tokenizer(run);
-  if (!run.tokenizer) error("generate: the run's config names no data.tokenizer");
-  run.model = std::make_unique<nn::GPT>(gpt_options(run.config));
+  const train::Config config = train::load_run_config(dir);
+  if (config.get_string("task.kind") != "lm") error("generate text: ", dir, " is a '", config.get_string("task.kind"), "' run");
+  const std::string tok = config.get_string("data.tokenizer");
+  if (tok.empty()) error("generate: the run's config names no data.tokenizer");
+  const text::BpeTokenizer tokenizer = text::BpeTokenizer::load(tok);
+  nn::GPT model(tasks::gpt_options(config));
   const std::string ckpt = io::latest_checkpoint((std::filesystem::path(dir) / "checkpoints").string());
   if (ckpt.empty()) error("generate: ", dir, " has no valid checkpoint yet");
-  io::load_checkpoint(ckpt, *run.model);
-  run.model->eval();
+  io::load_checkpoint(ckpt, model);
+  model.eval();
 
-  SamplingOptions o;
+  tasks::SamplingOptions o;
   o.max_new_tokens = f.get_int("max-new-tokens");
   o.temperature = f.get_double("temperature");
   o.top_k = f.get_int("top-k");
   o.top_p = f.get_double("top-p");
   if (o.top_p <= 0 || o.top_p > 1) error("generate: --top-p must be in (0, 1], got ", o.top_p);
   Generator gen(uint64_t(f.get_int("seed")));
-  const std::vector<int32_t> ids = run.tokenizer->encode(prompt);
-  const std::string text = run.tokenizer->decode(sample(*run.model, ids, o, gen));
+  const std::vector<int32_t> ids = tokenizer.encode(prompt);
+  const std::string text = tokenizer.decode(tasks::sample(model, ids, o, gen));
   std::fwrite(prompt.data(), 1, prompt.size(), stdout);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::printf("\n");

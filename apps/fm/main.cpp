@@ -16,6 +16,7 @@ void usage() {
       "usage: fm COMMAND [options]\n\n"
       "commands:\n"
       "  train CONFIG.ini [--resume] [--key=value ...]   train a model from an experiment recipe\n"
+      "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     if (cmd == "prepare") return fm::app::cmd_prepare(args);
     if (cmd == "tokenizer") return fm::app::cmd_tokenizer(args);
     if (cmd == "bench") return fm::app::cmd_bench(args);
+    if (cmd == "eval") return fm::app::cmd_eval(args);
     std::fprintf(stderr, "fm: unknown command '%s' (try fm --help)\n", cmd.c_str());
     return 2;
   } catch (const fm::Error& e) {

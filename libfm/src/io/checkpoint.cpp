@@ -73,6 +73,16 @@ int64_t read_i64(const TensorMap& t, const std::string& name, const std::string&
   return it->second.to_vector<int64_t>()[0];
 }
 
+Tensor rng_tensor(const PhiloxState& s) { return tensor(std::vector<int64_t>{int64_t(s.seed), int64_t(s.offset)}); }
+
+PhiloxState read_rng(const TensorMap& t, const std::string& name, const std::string& file) {
+  auto it = t.find(name);
+  if (it == t.end() || it->second.dtype() != DType::i64 || it->second.shape() != Shape{2})
+    error("load_checkpoint: ", file, ": tensor '", name, "' must be int64 [2]");
+  const auto r = it->second.to_vector<int64_t>();
+  return {uint64_t(r[0]), uint64_t(r[1])};
+}
+
 // Parses and checks a train_state file; touches nothing.
 TrainState read_train_state(const std::string& file) {
   Safetensors st = load_safetensors(file);
@@ -83,11 +93,12 @@ TrainState read_train_state(const std::string& file) {
   TrainState out;
   out.step = read_i64(st.tensors, "step", file);
   out.data_position = read_i64(st.tensors, "data_position", file);
-  auto rng = st.tensors.find("rng");
-  if (rng == st.tensors.end() || rng->second.dtype() != DType::i64 || rng->second.shape() != Shape{2})
-    error("load_checkpoint: ", file, ": tensor 'rng' must be int64 [2]");
-  const auto r = rng->second.to_vector<int64_t>();
-  out.rng = {uint64_t(r[0]), uint64_t(r[1])};
+  out.rng = read_rng(st.tensors, "rng", file);
+  for (const auto& [name, t] : st.tensors) {
+    if (name.rfind("data_position.", 0) == 0) out.positions[name.substr(14)] = read_i64(st.tensors, name, file);
+    if (name.rfind("state.", 0) == 0) out.tensors[name.substr(6)] = t;
+    if (name.rfind("rng.", 0) == 0) out.rngs[name.substr(4)] = read_rng(st.tensors, name, file);
+  }
   for (const auto& [k, v] : st.metadata) {
     if (k == "config") out.config = v;
     else if (!is_reserved(k)) out.extra[k] = v;
@@ -127,7 +138,10 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module
     for (const auto& [name, t] : state.optimizer) ts["optim." + name] = t;
     ts["step"] = i64_scalar(state.step);
     ts["data_position"] = i64_scalar(state.data_position);
-    ts["rng"] = tensor(std::vector<int64_t>{int64_t(state.rng.seed), int64_t(state.rng.offset)});
+    ts["rng"] = rng_tensor(state.rng);
+    for (const auto& [name, p] : state.positions) ts["data_position." + name] = i64_scalar(p);
+    for (const auto& [name, r] : state.rngs) ts["rng." + name] = rng_tensor(r);
+    for (const auto& [name, t] : state.tensors) ts["state." + name] = t;
     Metadata meta = state.extra;
     meta["format"] = kFormat;
     meta["config"] = state.config;

@@ -214,6 +214,11 @@ double Config::get_double(const std::string& key) const { return std::stod(impl_
 const std::string& Config::get_string(const std::string& key) const { return impl_->find(key, Kind::text).value; }
 bool Config::get_bool(const std::string& key) const { return impl_->find(key, Kind::boolean).value == "true"; }
 bool Config::has(const std::string& key) const { return impl_->entries.count(key) > 0; }
+const std::string& Config::text(const std::string& key) const {
+  auto it = impl_->entries.find(key);
+  if (it == impl_->entries.end()) error("config: no key '", key, "' is declared");
+  return it->second.value;
+}
 
 void Config::set(const std::string& key, const std::string& value, const std::string& origin) {
   auto it = impl_->entries.find(key);

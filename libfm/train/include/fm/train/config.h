@@ -34,6 +34,8 @@ class Config {
   const std::string& get_string(const std::string& key) const;
   bool get_bool(const std::string& key) const;
   bool has(const std::string& key) const;
+  // Any key's value in its canonical text form (as to_ini() writes it).
+  const std::string& text(const std::string& key) const;
   // Sets a declared key from its text form, checking the type.
   void set(const std::string& key, const std::string& value, const std::string& origin = "set");
 

@@ -6,7 +6,7 @@
 #include "fm/nn/gpt.h"
 #include "fm/random.h"
 
-namespace fm::app {
+namespace fm::tasks {
 
 struct SamplingOptions {
   int64_t max_new_tokens = 100;
@@ -24,4 +24,4 @@ std::vector<int32_t> sample(const nn::GPT& model, const std::vector<int32_t>& pr
 // Picks a token from one row of logits under the options (exposed for tests).
 int32_t pick_token(const std::vector<float>& logits, const SamplingOptions& o, Generator& gen);
 
-}  // namespace fm::app
+}  // namespace fm::tasks

@@ -1,4 +1,4 @@
-#include "progress.h"
+#include "fm/train/progress.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -6,11 +6,7 @@
 #include "fm/factory.h"
 #include "fm/ops/linalg.h"
 
-namespace fm::app {
-
-double gpt_flops_per_token(double params, int64_t n_layer, int64_t block_size, int64_t d_model) {
-  return 6.0 * params + 12.0 * double(n_layer * block_size * d_model);
-}
+namespace fm::train {
 
 double measure_peak_gflops(Device device, DType dtype) {
   // The fastest of a few 2048^3 products (8192^3 on a GPU): smaller ones stay
@@ -27,24 +23,27 @@ double measure_peak_gflops(Device device, DType dtype) {
   return 2.0 * double(n * n * n) / best / 1e9;
 }
 
-Progress::Progress(int64_t total_steps, int64_t start_step, double flops_per_token, double peak_gflops)
-    : total_(total_steps), last_step_(start_step), flops_per_token_(flops_per_token), peak_gflops_(peak_gflops),
-      last_(std::chrono::steady_clock::now()) {}
+Progress::Progress(int64_t total_steps, int64_t start_step, std::string unit, double flops_per_unit,
+                   double peak_gflops)
+    : total_(total_steps), last_step_(start_step), unit_(std::move(unit)), flops_per_unit_(flops_per_unit),
+      peak_gflops_(peak_gflops), last_(std::chrono::steady_clock::now()) {}
 
-std::string Progress::line(int64_t step, double loss, double lr, int64_t tokens_since_last) {
+std::string Progress::line(int64_t step, double loss, double lr, int64_t units_since_last) {
   const auto now = std::chrono::steady_clock::now();
   const double secs = std::chrono::duration<double>(now - last_).count();
   const double step_s = step > last_step_ ? secs / double(step - last_step_) : 0;
-  tokens_per_s_ = secs > 0 ? double(tokens_since_last) / secs : 0;
-  const double mfu = peak_gflops_ > 0 ? tokens_per_s_ * flops_per_token_ / (peak_gflops_ * 1e9) : 0;
+  units_per_s_ = secs > 0 ? double(units_since_last) / secs : 0;
+  const double mfu = peak_gflops_ > 0 ? units_per_s_ * flops_per_unit_ / (peak_gflops_ * 1e9) : 0;
   const int64_t eta = int64_t(step_s * double(total_ - step));
   last_ = now;
   last_step_ = step;
+  char mfu_text[32] = "";
+  if (flops_per_unit_ > 0) std::snprintf(mfu_text, sizeof mfu_text, " | MFU %.1f%%", 100 * mfu);
   char buf[256];
-  std::snprintf(buf, sizeof buf, "step %6lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | MFU %.1f%% | ETA %lldm%02llds",
-                (long long)step, (long long)total_, loss, lr, tokens_per_s_, 100 * mfu, (long long)(eta / 60),
-                (long long)(eta % 60));
+  std::snprintf(buf, sizeof buf, "step %6lld/%lld | loss %.4f | lr %.2e | %.0f %s/s%s | ETA %lldm%02llds",
+                (long long)step, (long long)total_, loss, lr, units_per_s_, unit_.c_str(), mfu_text,
+                (long long)(eta / 60), (long long)(eta % 60));
   return buf;
 }
 
-}  // namespace fm::app
+}  // namespace fm::train

@@ -1,4 +1,4 @@
-#include "sampling.h"
+#include "fm/tasks/sampling.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include "fm/autograd.h"
 #include "fm/factory.h"
 
-namespace fm::app {
+namespace fm::tasks {
 
 int32_t pick_token(const std::vector<float>& logits, const SamplingOptions& o, Generator& gen) {
   const int32_t v = int32_t(logits.size());
@@ -69,4 +69,4 @@ std::vector<int32_t> sample(const nn::GPT& model, const std::vector<int32_t>& pr
   return out;
 }
 
-}  // namespace fm::app
+}  // namespace fm::tasks

@@ -1,0 +1,138 @@
+#include "fm/train/recipe.h"
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "fm/error.h"
+#include "fm/train/task.h"
+
+#ifdef FM_HAVE_CUDA
+#include "fm/cuda/cuda.h"
+#endif
+
+namespace fm::train {
+namespace po = boost::program_options;
+
+void declare_trainer_keys(Config& c) {
+  c.add_string("task.kind", "lm", "model kind: " + [] {
+     std::string names;
+     for (const auto& n : task_names()) names += (names.empty() ? "" : ", ") + n;
+     return names;
+   }())
+      .add_int("train.batch_size", 8, "samples per micro-batch")
+      .add_int("train.grad_accum", 1, "micro-batches per optimizer step")
+      .add_int("train.max_steps", 1000, "optimizer steps")
+      .add_double("train.lr", 1e-3, "peak learning rate")
+      .add_double("train.min_lr", 1e-4, "final learning rate")
+      .add_int("train.warmup_steps", 100, "linear warmup steps")
+      .add_string("train.schedule", "cosine", "cosine, linear or constant after warmup")
+      .add_double("train.weight_decay", 0.1, "AdamW weight decay (not on norms, biases, embeddings)")
+      .add_double("train.beta1", 0.9, "AdamW beta1")
+      .add_double("train.beta2", 0.99, "AdamW beta2")
+      .add_double("train.grad_clip", 1.0, "clip the global gradient norm (0: off)")
+      .add_double("train.ema_decay", 0, "keep an EMA of the weights with this decay, saved in checkpoints (0: none)")
+      .add_int("train.eval_every", 250, "steps between evaluations (0: only at the end)")
+      .add_int("train.save_every", 500, "steps between checkpoints (the last step is always saved)")
+      .add_int("train.log_every", 10, "steps between progress lines")
+      .add_int("train.sample_every", 0, "steps between samples in the logs (0: at evaluations)")
+      .add_int("train.seed", 1337, "seed of initialisation, data order and dropout")
+      .add_int("runtime.threads", 0, "CPU threads (0: all cores)")
+      .add_string("runtime.device", "cpu", "cpu or cuda:N")
+      .add_string("runtime.precision", "f32", "f32, or bf16 (bf16 matrix products, f32 master weights and optimizer)")
+      .add_double("runtime.peak_gflops", 0, "peak for MFU (0: measure a GEMM at start)")
+      .add_string("run.dir", "runs/default", "run directory")
+      .add_int("run.stop_after", 0, "stop this invocation after N steps (0: run to max_steps); resume later");
+}
+
+Config recipe_config(const std::string& kind) {
+  Config c;
+  declare_trainer_keys(c);
+  find_task(kind).declare_keys(c);
+  c.set("task.kind", kind, "recipe");
+  return c;
+}
+
+std::string recipe_kind(const std::string& path, const std::vector<std::string>& overrides) {
+  std::string kind = "lm";
+  std::ifstream in(path);
+  if (!in) error("config: cannot read '", path, "'");
+  po::options_description desc;
+  desc.add_options()("task.kind", po::value<std::string>());
+  try {
+    po::variables_map vm;
+    po::store(po::parse_config_file(in, desc, true), vm);  // other keys are checked later, against the kind
+    if (vm.count("task.kind")) kind = vm["task.kind"].as<std::string>();
+  } catch (const po::error& e) {
+    error("config: ", path, ": ", e.what());
+  }
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    const std::string& a = overrides[i];
+    if (a.rfind("--task.kind=", 0) == 0) kind = a.substr(12);
+    else if (a == "--task.kind" && i + 1 < overrides.size()) kind = overrides[i + 1];
+  }
+  return kind;
+}
+
+Config load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  const std::string kind = recipe_kind(path, overrides);
+  Config c = recipe_config(kind);
+  c.parse_file(path);
+  c.parse_overrides(overrides);
+  if (const auto& resolve = find_task(kind).resolve) resolve(c);
+  return c;
+}
+
+Config load_run_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  const std::string path = (std::filesystem::path(run_dir) / "config.ini").string();
+  if (!std::filesystem::exists(path)) error(run_dir, " is not a run directory (no config.ini)");
+  return load_recipe(path, overrides);
+}
+
+void check_same_shape(const Config& config, const std::string& run_dir) {
+  const std::string saved_path = (std::filesystem::path(run_dir) / "config.ini").string();
+  const std::string kind = config.get_string("task.kind");
+  const std::string saved_kind = recipe_kind(saved_path);
+  if (saved_kind != kind)
+    error("run directory ", run_dir, " holds a '", saved_kind, "' run (", saved_path, "), not '", kind, "'");
+  Config saved = recipe_config(kind);
+  saved.parse_file(saved_path);
+  for (const auto& key : find_task(kind).shape_keys) {
+    const std::string a = saved.text(key), b = config.text(key);
+    if (a != b)
+      error("run directory ", run_dir, " was made for ", key, " = ", a, " (", saved_path, "), but this config gives ",
+            b);
+  }
+}
+
+Device parse_device(const std::string& value) {
+  Device d;
+  try {
+    d = Device::parse(value);
+  } catch (const Error& e) {
+    error("runtime.device: ", e.what());
+  }
+  if (d.is_cuda()) {
+#ifdef FM_HAVE_CUDA
+    if (d.index >= cuda::device_count())
+      error("runtime.device '", value, "': ", cuda::device_count(), " CUDA device(s) present");
+    cuda::set_device(d.index);
+#else
+    error("runtime.device '", value, "': this build of fm has no CUDA backend");
+#endif
+  }
+  return d;
+}
+
+optim::LRSchedule lr_schedule(const Config& c) {
+  optim::LRSchedule s;
+  s.kind = c.get_string("train.schedule");
+  s.lr = c.get_double("train.lr");
+  s.min_lr = c.get_double("train.min_lr");
+  s.warmup_steps = c.get_int("train.warmup_steps");
+  s.max_steps = c.get_int("train.max_steps");
+  s.validate();
+  return s;
+}
+
+}  // namespace fm::train

@@ -1,0 +1,301 @@
+#include "fm/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "fm/autocast.h"
+#include "fm/autograd.h"
+#include "fm/factory.h"
+#include "fm/io/atomic_file.h"
+#include "fm/io/checkpoint.h"
+#include "fm/io/event_writer.h"
+#include "fm/io/metrics_log.h"
+#include "fm/nn/flat.h"
+#include "fm/ops.h"
+#include "fm/optim/adamw.h"
+#include "fm/optim/clip.h"
+#include "fm/optim/ema.h"
+#include "fm/runtime.h"
+#include "fm/train/progress.h"
+#include "fm/train/recipe.h"
+
+namespace fm::train {
+namespace fs = std::filesystem;
+namespace {
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  io::AtomicFile f(path, "fm train");
+  f.write(text.data(), text.size());
+  f.commit();
+}
+
+// A task built from a config, its model on the run's device with flat
+// parameters, and its optimizer: what training, benchmarks and evaluation share.
+struct Setup {
+  Config config;
+  RunContext ctx;
+  std::unique_ptr<Task> task;
+  std::unique_ptr<optim::AdamW> optimizer;
+
+  Setup(Config c, bool open_data) : config(std::move(c)) {
+    if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
+    ctx.config = &config;
+    ctx.device = parse_device(config.get_string("runtime.device"));
+    ctx.precision = parse_precision(config.get_string("runtime.precision"), "runtime.precision");
+    ctx.open_data = open_data;
+    task = find_task(config.get_string("task.kind")).make(config);
+    task->build(ctx);
+    nn::Module& m = task->model();
+    m.to(ctx.device);  // initialised on the CPU (the same numbers everywhere), then moved
+    nn::flatten_parameters(m);
+    optim::AdamWOptions o;
+    o.lr = config.get_double("train.lr");
+    o.beta1 = config.get_double("train.beta1");
+    o.beta2 = config.get_double("train.beta2");
+    o.weight_decay = config.get_double("train.weight_decay");
+    optimizer = std::make_unique<optim::AdamW>(m, o);
+  }
+
+  // One micro-batch's forward under autocast; backward is the caller's.
+  StepOutput forward(bool bench) {
+    AutocastGuard ac(ctx.precision);
+    return bench ? task->bench_step() : task->train_step();
+  }
+
+  // Evaluation figures in eval mode under no_grad; the model returns to training mode.
+  std::map<std::string, double> evaluate() {
+    NoGradGuard ng;
+    AutocastGuard ac(ctx.precision);
+    task->model().eval();
+    auto out = task->evaluate();
+    task->model().train();
+    return out;
+  }
+};
+
+std::string format_values(const std::map<std::string, double>& values) {
+  std::string s;
+  char buf[96];
+  for (const auto& [k, v] : values) {
+    std::snprintf(buf, sizeof buf, "%s%s %.4f", s.empty() ? "" : " | ", k.c_str(), v);
+    s += buf;
+  }
+  return s;
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  std::optional<Setup> setup;
+  std::string dir;
+  int64_t step = 0;
+  std::unique_ptr<optim::EMA> ema;
+};
+
+Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.dir = config.get_string("run.dir");
+  const fs::path dir(s.dir);
+  const bool exists = fs::exists(dir / "config.ini");
+  if (exists && !resume)
+    error("run directory ", s.dir, " already holds a run (config.ini); pass --resume to continue it or set another run.dir");
+  if (exists) check_same_shape(config, s.dir);
+  s.setup.emplace(std::move(config), true);
+  Setup& st = *s.setup;
+  const double ema_decay = st.config.get_double("train.ema_decay");
+  if (ema_decay > 0) s.ema = std::make_unique<optim::EMA>(st.task->model(), ema_decay);
+  if (!resume) return;
+  std::vector<std::string> skipped;
+  const std::string latest = io::latest_checkpoint((dir / "checkpoints").string(), &skipped);
+  for (const auto& m : skipped) std::fprintf(stderr, "fm train: skipping a broken checkpoint: %s\n", m.c_str());
+  if (latest.empty()) {
+    if (exists) error("--resume: ", (dir / "checkpoints").string(), " holds no valid checkpoint");
+    return;
+  }
+  io::TrainState ts = io::load_checkpoint(latest, st.task->model());
+  st.optimizer->load_state_dict(ts.optimizer);
+  s.step = ts.step;
+  default_generator().set_state(ts.rng);
+  TaskState task_state;
+  task_state.positions = ts.positions;
+  task_state.positions["train"] = ts.data_position;
+  task_state.rngs = ts.rngs;
+  for (const auto& [name, t] : ts.tensors)
+    if (name.rfind("ema.", 0) != 0) task_state.tensors[name] = t;
+  st.task->load_state(task_state);
+  if (s.ema) {
+    nn::StateDict shadow;
+    for (const auto& [name, t] : ts.tensors)
+      if (name.rfind("ema.", 0) == 0) shadow[name.substr(4)] = t;
+    if (shadow.empty()) error("--resume: ", latest, " holds no EMA weights but train.ema_decay is set");
+    s.ema->load_state_dict(shadow);
+  }
+  std::printf("resumed from %s (step %lld)\n", latest.c_str(), (long long)s.step);
+}
+
+Trainer::~Trainer() = default;
+Task& Trainer::task() { return *impl_->setup->task; }
+int64_t Trainer::step() const { return impl_->step; }
+
+void Trainer::run() {
+  Impl& s = *impl_;
+  Setup& st = *s.setup;
+  const Config& cfg = st.config;
+  Task& task = *st.task;
+  nn::Module& model = task.model();
+  const fs::path dir(s.dir), ckpt_dir = dir / "checkpoints";
+  fs::create_directories(ckpt_dir);
+  fs::create_directories(dir / "samples");
+  write_text_atomic((dir / "config.ini").string(), cfg.to_ini());
+  io::MetricsLog metrics((dir / "metrics.jsonl").string(), s.step + 1);
+  io::EventWriter events(s.dir);
+
+  const int64_t accum = cfg.get_int("train.grad_accum"), max_steps = cfg.get_int("train.max_steps");
+  const optim::LRSchedule schedule = lr_schedule(cfg);
+  const double params = double(model.num_parameters());
+  const bool count_tokens = task.tokens_per_sample() > 0;
+  const int64_t units_per_micro = task.batch_samples() * (count_tokens ? task.tokens_per_sample() : 1);
+  const double flops_per_unit = count_tokens ? task.flops_per_sample() / double(task.tokens_per_sample())
+                                             : task.flops_per_sample();
+  double peak = cfg.get_double("runtime.peak_gflops");
+  if (peak <= 0 && flops_per_unit > 0) peak = measure_peak_gflops(st.ctx.device, st.ctx.precision.value_or(DType::f32));
+  const std::string unit = count_tokens ? "tok" : task.sample_unit();
+  Progress progress(max_steps, s.step, unit, flops_per_unit, peak);
+  std::printf("fm train: %s | %s | %.2fM parameters | %s %s | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n",
+              s.dir.c_str(), cfg.get_string("task.kind").c_str(), params / 1e6, st.ctx.device.str().c_str(),
+              cfg.get_string("runtime.precision").c_str(), get_num_threads(), peak, (long long)s.step,
+              (long long)max_steps);
+
+  const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
+  const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
+  const int64_t sample_every = cfg.get_int("train.sample_every");
+  const int64_t stop_after = cfg.get_int("run.stop_after");
+  const double clip = cfg.get_double("train.grad_clip");
+  const int64_t start = s.step;
+  int64_t units_since_log = 0;
+  auto save = [&] {
+    io::TrainState ts;
+    ts.step = s.step;
+    ts.rng = default_generator().state();
+    TaskState task_state = task.state();
+    ts.data_position = task_state.positions["train"];
+    task_state.positions.erase("train");
+    ts.positions = task_state.positions;
+    ts.rngs = task_state.rngs;
+    ts.tensors = task_state.tensors;
+    if (s.ema)
+      for (const auto& [name, t] : s.ema->state_dict()) ts.tensors["ema." + name] = t;
+    ts.config = cfg.to_ini();
+    ts.optimizer = st.optimizer->state_dict();
+    io::save_checkpoint(ckpt_dir.string(), model, ts);
+    metrics.flush();
+    events.flush();
+  };
+
+  model.train();
+  while (s.step < max_steps && (stop_after <= 0 || s.step - start < stop_after)) {
+    const double lr = schedule.at(s.step);
+    st.optimizer->set_lr(lr);
+    st.optimizer->zero_grad();
+    double loss_sum = 0;
+    std::map<std::string, double> step_metrics;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      StepOutput out = st.forward(false);
+      loss_sum += out.loss.item();
+      for (const auto& [k, v] : out.metrics) step_metrics[k] += v / double(accum);
+      (accum > 1 ? out.loss / double(accum) : out.loss).backward();
+    }
+    const double loss = loss_sum / double(accum);
+    if (!std::isfinite(loss)) error("training diverged at step ", s.step + 1, ": loss is ", loss);
+    const double grad_norm = clip > 0 ? optim::clip_grad_norm(model.parameters(), clip) : NAN;
+    st.optimizer->step();
+    if (s.ema) s.ema->update(model);
+    ++s.step;
+    units_since_log += units_per_micro * accum;
+
+    std::map<std::string, double> values = step_metrics;
+    values["train_loss"] = loss;
+    values["lr"] = lr;
+    if (clip > 0) values["grad_norm"] = grad_norm;
+    if (s.step % log_every == 0 || s.step == max_steps) {
+      std::printf("%s\n", progress.line(s.step, loss, lr, units_since_log).c_str());
+      std::fflush(stdout);
+      values[count_tokens ? "tokens_per_s" : "samples_per_s"] = progress.units_per_s();
+      units_since_log = 0;
+    }
+    const bool eval_now = (eval_every > 0 && s.step % eval_every == 0) || s.step == max_steps;
+    if (eval_now) {
+      const auto figures = st.evaluate();
+      values.insert(figures.begin(), figures.end());
+      std::printf("step %6lld | %s\n", (long long)s.step, format_values(figures).c_str());
+    }
+    for (const auto& [k, v] : values) events.add_scalar(k, v, s.step);
+    metrics.log(s.step, values);
+    if (sample_every > 0 ? s.step % sample_every == 0 : eval_now) {
+      NoGradGuard ng;
+      model.eval();
+      SampleSink sink((dir / "samples").string(), &events, s.step);
+      task.write_samples(s.step, sink);
+      model.train();
+    }
+    if ((save_every > 0 && s.step % save_every == 0) || s.step == max_steps) save();
+  }
+  if (s.step < max_steps) save();  // stopped early (run.stop_after): resumable from here
+  std::printf("fm train: done at step %lld; run directory %s\n", (long long)s.step, s.dir.c_str());
+}
+
+BenchResult bench_train(Config config, int64_t steps) {
+  if (steps < 1) error("bench: --steps must be at least 1");
+  Setup st(std::move(config), false);
+  Task& task = *st.task;
+  task.model().train();
+  auto step = [&] {
+    st.optimizer->zero_grad();
+    StepOutput out = st.forward(true);
+    out.loss.backward();
+    st.optimizer->step();
+    out.loss.item();  // waits for the device
+  };
+  step();  // warm-up: allocator caches filled
+  std::vector<double> times;
+  for (int64_t i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::fprintf(stderr, "step %lld/%lld: %.3f s\n", (long long)(i + 1), (long long)steps, times.back());
+  }
+  std::sort(times.begin(), times.end());
+  BenchResult r;
+  r.step_s = times[times.size() / 2];
+  r.samples_per_s = double(task.batch_samples()) / r.step_s;
+  r.tokens_per_s = r.samples_per_s * double(task.tokens_per_sample());
+  r.gflops = r.samples_per_s * task.flops_per_sample() / 1e9;
+  r.params = double(task.model().num_parameters());
+  r.unit = task.tokens_per_sample() > 0 ? "tok" : task.sample_unit();
+  return r;
+}
+
+int64_t load_run_weights(const std::string& run_dir, nn::Module& model) {
+  const std::string latest = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
+  if (latest.empty()) error(run_dir, " has no valid checkpoint yet");
+  const io::TrainState ts = io::load_checkpoint(latest, model);
+  nn::StateDict ema;
+  for (const auto& [name, t] : ts.tensors)
+    if (name.rfind("ema.", 0) == 0) ema[name.substr(4)] = t;
+  if (!ema.empty()) model.load_state_dict(ema, false);  // parameters only: buffers stay
+  return ts.step;
+}
+
+std::map<std::string, double> evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  Setup st(load_run_config(run_dir, overrides), true);
+  const int64_t step = load_run_weights(run_dir, st.task->model());
+  auto out = st.evaluate();
+  out["step"] = double(step);
+  return out;
+}
+
+}  // namespace fm::train

@@ -1,0 +1,131 @@
+// Evaluations of CLIP models: zero-shot classification and retrieval.
+#include <algorithm>
+#include <filesystem>
+
+#include "fm/autograd.h"
+#include "fm/data/image_text.h"
+#include "fm/factory.h"
+#include "fm/ops.h"
+#include "fm/tasks/clip.h"
+#include "fm/tasks/image_text_data.h"
+#include "fm/train/recipe.h"
+#include "fm/train/trainer.h"
+
+namespace fm::tasks {
+namespace {
+
+// Runs f on consecutive batches of the first `limit` samples (0: all), in order.
+template <class F>
+void for_each_batch(const data::ImageTextSource& source, const data::Transform& transform, int64_t batch_size,
+                    int64_t limit, F&& f) {
+  data::LoaderOptions o;
+  o.batch_size = batch_size;
+  o.shuffle = false;
+  o.drop_last = false;
+  // The loader shares the source; this one is borrowed for the call.
+  std::shared_ptr<const data::ImageTextSource> borrowed(&source, [](const data::ImageTextSource*) {});
+  data::DataLoader loader(borrowed, transform, o);
+  const int64_t n = limit > 0 ? std::min(limit, source.size()) : source.size();
+  for (int64_t seen = 0; seen < n && loader.position() < loader.batches_per_epoch();) {
+    data::LoaderBatch b = loader.next();
+    const int64_t take = std::min<int64_t>(int64_t(b.indices.size()), n - seen);
+    for (auto& [name, t] : b.tensors) t = t.narrow(0, 0, take);
+    b.indices.resize(size_t(take));
+    f(b);
+    seen += take;
+  }
+}
+
+// Rank of each row's own column (its diagonal entry) among the row: how many
+// entries score strictly higher.
+std::vector<int64_t> diagonal_ranks(const Tensor& scores) {
+  const int64_t n = scores.size(0);
+  const std::vector<float> s = scores.contiguous().to_vector<float>();
+  std::vector<int64_t> ranks(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const float own = s[size_t(i * n + i)];
+    int64_t higher = 0;
+    for (int64_t j = 0; j < n; ++j) higher += s[size_t(i * n + j)] > own;
+    ranks[size_t(i)] = higher;
+  }
+  return ranks;
+}
+
+}  // namespace
+
+Tensor class_text_features(const CLIP& model, const std::vector<std::string>& classes,
+                           const std::vector<std::string>& templates, const text::BpeTokenizer& tokenizer,
+                           Device device) {
+  NoGradGuard ng;
+  std::vector<Tensor> per_class;
+  for (const auto& name : classes) {
+    std::vector<Tensor> ids;
+    std::vector<int64_t> eots;
+    for (const auto& t : templates) {
+      auto [row, eot] = tokenize_caption(tokenizer, data::apply_caption_template(t, name), model.options.context_length);
+      ids.push_back(row);
+      eots.push_back(eot);
+    }
+    Tensor f = model.encode_text(stack(ids).to(device), tensor(eots).to(device));
+    per_class.push_back(l2_normalize(mean(f, {0})));
+  }
+  return stack(per_class);
+}
+
+double zero_shot_accuracy(const CLIP& model, const data::ImageTextSource& source, const data::Transform& transform,
+                          const std::vector<std::string>& classes, const std::vector<std::string>& templates,
+                          const text::BpeTokenizer& tokenizer, int64_t batch_size, int64_t limit, Device device) {
+  NoGradGuard ng;
+  const Tensor class_features = class_text_features(model, classes, templates, tokenizer, device);
+  int64_t correct = 0, total = 0;
+  for_each_batch(source, transform, batch_size, limit, [&](const data::LoaderBatch& b) {
+    const Tensor pred = argmax(matmul(model.encode_image(b.tensors.at("image").to(device)), class_features.t()), 1);
+    const std::vector<int64_t> p = pred.to(Device::cpu()).to_vector<int64_t>();
+    for (size_t i = 0; i < p.size(); ++i) {
+      const int64_t label = source.read(b.indices[i]).label;
+      if (label < 0) error("zero-shot: ", source.name(), " sample ", b.indices[i], " has no class label");
+      correct += p[i] == label;
+      ++total;
+    }
+  });
+  if (total == 0) error("zero-shot: ", source.name(), " gave no samples");
+  return double(correct) / double(total);
+}
+
+std::map<std::string, double> retrieval(const CLIP& model, const data::ImageTextSource& source,
+                                        const data::Transform& transform, int64_t batch_size, int64_t limit,
+                                        Device device) {
+  NoGradGuard ng;
+  std::vector<Tensor> images, texts;
+  for_each_batch(source, transform, batch_size, limit, [&](const data::LoaderBatch& b) {
+    images.push_back(model.encode_image(b.tensors.at("image").to(device)).to(Device::cpu()));
+    texts.push_back(model.encode_text(b.tensors.at("text").to(device), b.tensors.at("eot").to(device)).to(Device::cpu()));
+  });
+  if (images.empty()) error("retrieval: ", source.name(), " gave no samples");
+  const Tensor scores = matmul(cat(images), cat(texts).t()).to(DType::f32);
+  std::map<std::string, double> out;
+  const std::pair<const char*, Tensor> directions[] = {{"i2t", scores}, {"t2i", scores.t()}};
+  for (const auto& [name, s] : directions) {
+    const std::vector<int64_t> ranks = diagonal_ranks(s);
+    for (int64_t k : {1, 5, 10}) {
+      const auto hits = std::count_if(ranks.begin(), ranks.end(), [&](int64_t r) { return r < k; });
+      out[std::string(name) + "_r" + std::to_string(k)] = double(hits) / double(ranks.size());
+    }
+  }
+  return out;
+}
+
+ClipRun load_clip_run(const std::string& run_dir) {
+  ClipRun r{train::load_run_config(run_dir), nullptr, text::BpeTokenizer(caption_tokenizer("")), {}};
+  if (r.config.get_string("task.kind") != "clip") error(run_dir, " is a '", r.config.get_string("task.kind"), "' run, not clip");
+  r.tokenizer = caption_tokenizer(r.config.get_string("data.tokenizer"));
+  r.model = std::make_unique<CLIP>(clip_options(r.config));
+  train::load_run_weights(run_dir, *r.model);
+  r.model->eval();
+  ImageTransformOptions io = image_transform_options(r.config);
+  io.random_crop = io.hflip = false;
+  r.transform = image_text_transform(io, r.tokenizer, r.model->options.context_length, caption_templates(r.config));
+  return r;
+}
+
+}  // namespace fm::tasks

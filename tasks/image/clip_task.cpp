@@ -1,0 +1,205 @@
+// [task] kind = clip: CLIP-style contrastive image-text training (DESIGN.md,
+// contrastive objective), evaluated by zero-shot classification and
+// image-text retrieval.
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "fm/autograd.h"
+#include "fm/factory.h"
+#include "fm/objectives/contrastive.h"
+#include "fm/ops.h"
+#include "fm/tasks/clip.h"
+#include "fm/tasks/image_text_data.h"
+#include "fm/train/task.h"
+
+namespace fm::tasks {
+
+CLIPOptions clip_options(const train::Config& c) {
+  CLIPOptions o;
+  o.image_size = c.get_int("model.image_size");
+  o.patch_size = c.get_int("model.patch_size");
+  o.channels = c.get_int("model.channels");
+  o.vision_width = c.get_int("model.vision_width");
+  o.vision_layers = c.get_int("model.vision_layers");
+  o.vision_heads = c.get_int("model.vision_heads");
+  o.pool = c.get_string("model.pool");
+  o.vocab_size = c.get_int("model.vocab_size");
+  o.context_length = c.get_int("model.context_length");
+  o.text_width = c.get_int("model.text_width");
+  o.text_layers = c.get_int("model.text_layers");
+  o.text_heads = c.get_int("model.text_heads");
+  o.embed_dim = c.get_int("model.embed_dim");
+  o.shared_core = c.get_bool("model.shared_core");
+  const std::string loss = c.get_string("model.loss");
+  if (loss != "clip" && loss != "siglip") error("config: key 'model.loss': '", loss, "' is not clip or siglip");
+  o.logit_bias = loss == "siglip";
+  return o;
+}
+
+namespace {
+
+void declare_clip_keys(train::Config& c) {
+  c.add_int("model.image_size", 32, "image side in pixels (images are resized and cropped to it)")
+      .add_int("model.patch_size", 4, "ViT patch side")
+      .add_int("model.channels", 3, "image channels: 3 (RGB) or 1 (luminance)")
+      .add_int("model.vision_width", 128, "image tower width")
+      .add_int("model.vision_layers", 4, "image tower blocks")
+      .add_int("model.vision_heads", 4, "image tower heads")
+      .add_string("model.pool", "cls", "image pooling: cls or mean")
+      .add_int("model.vocab_size", 0, "text vocabulary (0: the tokenizer's)")
+      .add_int("model.context_length", 32, "caption tokens, end-of-text included")
+      .add_int("model.text_width", 128, "text tower width")
+      .add_int("model.text_layers", 4, "text tower blocks")
+      .add_int("model.text_heads", 4, "text tower heads")
+      .add_int("model.embed_dim", 128, "joint embedding size")
+      .add_bool("model.shared_core", false, "both towers share one Transformer (equal shapes)")
+      .add_string("model.loss", "clip", "clip (softmax InfoNCE) or siglip (sigmoid)")
+      .add_string("data.train", "", "training pairs: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS")
+      .add_string("data.val", "", "held-out pairs for retrieval R@1/5/10 (empty: none)")
+      .add_string("data.zeroshot", "", "labelled images for zero-shot accuracy (empty: none)")
+      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (IDX captions, zero-shot)")
+      .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
+      .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
+      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
+      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
+      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
+      .add_bool("data.hflip", false, "random horizontal flips (not for captions with left/right)")
+      .add_string("data.mean", "0.5", "normalisation mean per channel (comma-separated, or one value)")
+      .add_string("data.std", "0.5", "normalisation std per channel")
+      .add_int("train.eval_samples", 1000, "held-out pairs for retrieval, and zero-shot images (0: all)");
+}
+
+void resolve_clip_vocab(train::Config& c) {
+  if (c.get_int("model.vocab_size") == 0)
+    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
+          "data.tokenizer");
+}
+
+std::vector<float> parse_floats(const std::string& key, const std::string& value) {
+  std::vector<float> out;
+  for (const auto& item : parse_class_list(value)) {
+    try {
+      out.push_back(std::stof(item));
+    } catch (...) {
+      error("config: key '", key, "': '", item, "' is not a number");
+    }
+  }
+  if (out.empty()) error("config: key '", key, "' is empty");
+  return out;
+}
+
+int64_t params_of(const nn::Module& m) { return m.num_parameters(); }
+
+class ClipTask : public train::Task {
+ public:
+  explicit ClipTask(const train::Config& c) : cfg_(c), tokenizer_(caption_tokenizer(c.get_string("data.tokenizer"))) {}
+
+  void build(const train::RunContext& ctx) override {
+    device_ = ctx.device;
+    B_ = cfg_.get_int("train.batch_size");
+    manual_seed(uint64_t(cfg_.get_int("train.seed")));
+    model_ = std::make_unique<CLIP>(clip_options(cfg_));
+    const auto& o = model_->options;
+    if (!ctx.open_data) {
+      bench_images_ = randn({B_, o.channels, o.image_size, o.image_size}).to(device_);
+      bench_ids_ = randint(0, o.vocab_size, {B_, o.context_length}).to(device_);
+      bench_eot_ = full({B_}, double(o.context_length - 1), DType::i64).to(device_);
+      return;
+    }
+    classes_ = parse_class_list(cfg_.get_string("data.classes"));
+    templates_ = caption_templates(cfg_);
+    ImageTransformOptions io = image_transform_options(cfg_);
+    train_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
+    io.random_crop = io.hflip = false;  // evaluation sees every image whole
+    eval_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
+    data::LoaderOptions lo;
+    lo.batch_size = B_;
+    lo.workers = int(cfg_.get_int("data.workers"));
+    lo.seed = uint64_t(cfg_.get_int("train.seed"));
+    train_.emplace(open_image_text(cfg_.get_string("data.train"), classes_), train_transform_, lo);
+  }
+
+  nn::Module& model() override { return *model_; }
+
+  train::StepOutput train_step() override {
+    const data::LoaderBatch b = train_->next();
+    if (b.skipped > reported_skips_) {
+      for (const auto& m : train_->skip_messages()) std::fprintf(stderr, "fm train: skipped %s\n", m.c_str());
+      reported_skips_ = b.skipped;
+    }
+    auto out = loss(b.tensors.at("image").to(device_), b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_));
+    return {out.loss, {{"acc_i2t", out.accuracy_i2t}, {"acc_t2i", out.accuracy_t2i},
+                       {"logit_scale", std::exp(model_->logit_scale.item())}, {"skipped", double(b.skipped)}}};
+  }
+
+  train::StepOutput bench_step() override { return {loss(bench_images_, bench_ids_, bench_eot_).loss, {}}; }
+
+  std::map<std::string, double> evaluate() override {
+    std::map<std::string, double> out;
+    const int64_t limit = cfg_.get_int("train.eval_samples");
+    if (const std::string z = cfg_.get_string("data.zeroshot"); !z.empty()) {
+      if (classes_.empty()) error("config: data.zeroshot needs data.classes");
+      const auto source = open_image_text(z, classes_);
+      out["zeroshot_top1"] = zero_shot_accuracy(*model_, *source, eval_transform_, classes_,
+                                                templates_.empty() ? std::vector<std::string>{"{}"} : templates_,
+                                                tokenizer_, B_, limit, device_);
+    }
+    if (const std::string v = cfg_.get_string("data.val"); !v.empty()) {
+      const auto source = open_image_text(v, classes_);
+      const auto r = retrieval(*model_, *source, eval_transform_, B_, limit, device_);
+      out.insert(r.begin(), r.end());
+    }
+    return out;
+  }
+
+  int64_t batch_samples() const override { return B_; }
+  std::string sample_unit() const override { return "img"; }
+  double flops_per_sample() const override {
+    // 6 FLOPs per parameter per token, each tower over its own tokens, plus attention's products.
+    const auto& o = model_->options;
+    const double n_img = double(model_->patch_embed->num_patches() + (o.pool == "cls" ? 1 : 0));
+    const double vision = double(params_of(*model_->visual) + params_of(*model_->patch_embed) + params_of(*model_->visual_proj));
+    const double text = double(params_of(model_->text ? *model_->text : *model_->visual) + params_of(*model_->text_proj));
+    return 6.0 * (vision * n_img + text * double(o.context_length)) +
+           12.0 * (double(o.vision_layers * o.vision_width) * n_img * n_img +
+                   double(o.text_layers * o.text_width) * double(o.context_length * o.context_length));
+  }
+
+  train::TaskState state() const override { return {{{"train", train_ ? train_->position() : 0}}, {}, {}}; }
+  void load_state(const train::TaskState& s) override {
+    if (auto it = s.positions.find("train"); it != s.positions.end() && train_) train_->set_position(it->second);
+  }
+
+ private:
+  objectives::ContrastiveOutput loss(const Tensor& images, const Tensor& ids, const Tensor& eot) const {
+    const Tensor img = model_->encode_image(images), txt = model_->encode_text(ids, eot);
+    return model_->options.logit_bias ? objectives::siglip_loss(img, txt, model_->logit_scale, model_->logit_bias)
+                                      : objectives::clip_loss(img, txt, model_->logit_scale);
+  }
+
+  const train::Config& cfg_;
+  text::BpeTokenizer tokenizer_;
+  Device device_;
+  int64_t B_ = 0;
+  std::unique_ptr<CLIP> model_;
+  std::vector<std::string> classes_, templates_;
+  data::Transform train_transform_, eval_transform_;
+  std::optional<data::DataLoader> train_;
+  int64_t reported_skips_ = 0;
+  Tensor bench_images_, bench_ids_, bench_eot_;
+};
+
+const train::TaskRegistrar registrar{{
+    "clip",
+    "CLIP: image and text towers trained with a contrastive loss on image-text pairs",
+    declare_clip_keys,
+    resolve_clip_vocab,
+    {"model.image_size", "model.patch_size", "model.channels", "model.vision_width", "model.vision_layers",
+     "model.vision_heads", "model.pool", "model.vocab_size", "model.context_length", "model.text_width",
+     "model.text_layers", "model.text_heads", "model.embed_dim", "model.shared_core", "model.loss"},
+    [](const train::Config& c) { return std::make_unique<ClipTask>(c); },
+}};
+
+}  // namespace
+}  // namespace fm::tasks

@@ -1,0 +1,163 @@
+#include "fm/tasks/image_text_data.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "fm/data/idx.h"
+#include "fm/data/wds.h"
+#include "fm/error.h"
+#include "fm/factory.h"
+#include "fm/image/image.h"
+#include "fm/image/transforms.h"
+
+namespace fm::tasks {
+namespace {
+
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// ITU-R 601-2 luma, as PIL's convert("L").
+image::Image to_gray(const image::Image& rgb) {
+  image::Image g{rgb.height, rgb.width, 1, std::vector<uint8_t>(size_t(rgb.height) * size_t(rgb.width))};
+  for (size_t i = 0; i < g.data.size(); ++i) {
+    const uint8_t* p = &rgb.data[3 * i];
+    g.data[i] = uint8_t((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+  }
+  return g;
+}
+
+image::Image to_rgb(const image::Image& gray) {
+  image::Image c{gray.height, gray.width, 3, std::vector<uint8_t>(gray.data.size() * 3)};
+  for (size_t i = 0; i < gray.data.size(); ++i) c.data[3 * i] = c.data[3 * i + 1] = c.data[3 * i + 2] = gray.data[i];
+  return c;
+}
+
+image::Image sample_image(const data::ImageTextSample& s, int64_t channels) {
+  image::Image img = s.pixels.empty() ? image::decode(s.image.data(), s.image.size(), s.origin)
+                                      : image::Image{s.height, s.width, s.channels, s.pixels};
+  if (img.channels == int(channels)) return img;
+  if (channels == 1 && img.channels == 3) return to_gray(img);
+  if (channels == 3 && img.channels == 1) return to_rgb(img);
+  error(s.origin, ": an image of ", img.channels, " channels cannot become ", channels);
+}
+
+}  // namespace
+
+std::vector<std::string> parse_class_list(const std::string& value) {
+  if (value == "fashion-mnist") return data::fashion_mnist_classes();
+  std::vector<std::string> out;
+  std::stringstream ss(value);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!trim(item).empty()) out.push_back(trim(item));
+  return out;
+}
+
+std::shared_ptr<const data::ImageTextSource> open_image_text(const std::string& spec,
+                                                             const std::vector<std::string>& classes) {
+  if (spec.empty()) error("data: no source given");
+  if (spec.rfind("idx:", 0) == 0) {
+    const std::string files = spec.substr(4);
+    const size_t comma = files.find(',');
+    if (comma == std::string::npos) error("data: '", spec, "': an IDX source is idx:IMAGES,LABELS");
+    return data::open_idx(trim(files.substr(0, comma)), trim(files.substr(comma + 1)), classes);
+  }
+  if (ends_with(spec, ".tar") || spec.find('{') != std::string::npos) {
+    std::vector<std::string> shards;
+    std::stringstream ss(spec);
+    for (std::string s; ss >> s;) shards.push_back(s);
+    return data::open_webdataset(shards);
+  }
+  return data::open_caption_folder(spec);
+}
+
+text::BpeTokenizer caption_tokenizer(const std::string& path) {
+  if (!path.empty()) return text::BpeTokenizer::load(path);
+  text::BpeTrainOptions o;  // no merges: the 256 bytes, then <|endoftext|>
+  o.vocab_size = 257;
+  o.special_tokens = {"<|endoftext|>"};
+  return text::BpeTokenizer::train("", o);
+}
+
+int32_t end_of_text_id(const text::BpeTokenizer& tokenizer) {
+  const auto& special = tokenizer.special_tokens();
+  auto it = special.find("<|endoftext|>");
+  if (it == special.end()) error("tokenizer: captions need an <|endoftext|> special token");
+  return it->second;
+}
+
+std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
+                                            int64_t context_length) {
+  std::vector<int32_t> ids = tokenizer.encode(caption);
+  if (int64_t(ids.size()) > context_length - 1) ids.resize(size_t(context_length - 1));
+  const int64_t eot = int64_t(ids.size());
+  std::vector<int64_t> row(size_t(context_length), 0);
+  std::copy(ids.begin(), ids.end(), row.begin());
+  row[size_t(eot)] = end_of_text_id(tokenizer);
+  return {tensor(row), eot};
+}
+
+std::vector<float> parse_floats(const std::string& key, const std::string& value) {
+  std::vector<float> out;
+  for (const auto& item : parse_class_list(value)) {
+    try {
+      out.push_back(std::stof(item));
+    } catch (...) {
+      error("config: key '", key, "': '", item, "' is not a number");
+    }
+  }
+  if (out.empty()) error("config: key '", key, "' is empty");
+  return out;
+}
+
+ImageTransformOptions image_transform_options(const train::Config& c) {
+  ImageTransformOptions o;
+  o.size = c.get_int("model.image_size");
+  o.channels = c.get_int("model.channels");
+  o.random_crop = c.get_bool("data.random_crop");
+  o.crop_scale_min = c.get_double("data.crop_scale_min");
+  o.hflip = c.get_bool("data.hflip");
+  o.mean = parse_floats("data.mean", c.get_string("data.mean"));
+  o.std = parse_floats("data.std", c.get_string("data.std"));
+  return o;
+}
+
+std::vector<std::string> caption_templates(const train::Config& c) {
+  return c.get_bool("data.templates") ? data::default_caption_templates() : std::vector<std::string>{};
+}
+
+data::Transform image_text_transform(const ImageTransformOptions& o, const text::BpeTokenizer& tokenizer,
+                                     int64_t context_length, std::vector<std::string> templates) {
+  for (const auto* v : {&o.mean, &o.std})
+    if (v->size() != 1 && int64_t(v->size()) != o.channels)
+      error("data: mean and std need 1 or ", o.channels, " values, got ", v->size());
+  std::vector<float> mean = o.mean, std = o.std;
+  mean.resize(size_t(o.channels), o.mean[0]);
+  std.resize(size_t(o.channels), o.std[0]);
+  return [=](const data::ImageTextSample& s, uint64_t seed) {
+    Generator gen(seed);  // this sample's own stream: augmentation is the same on any worker
+    auto uniform = [&] { return rand({1}, {}, &gen).item(); };
+    image::Image img = sample_image(s, o.channels);
+    const int size = int(o.size);
+    if (o.random_crop) {
+      const image::CropBox box = image::random_resized_crop_box(img.height, img.width, uniform, o.crop_scale_min);
+      img = image::resize(image::crop(img, box.top, box.left, box.height, box.width), size, size);
+    } else if (img.height != size || img.width != size) {
+      img = image::center_crop(image::resize_shorter(img, size), size, size);
+    }
+    if (o.hflip && uniform() < 0.5) img = image::hflip(img);
+    std::string caption = s.caption;
+    if (!templates.empty()) caption = data::class_caption(s.caption, seed >> 1, templates);  // caption: a class name
+    auto [ids, eot] = tokenize_caption(tokenizer, caption, context_length);
+    return data::Example{{"image", image::to_tensor(img, mean, std)},
+                         {"text", ids},
+                         {"eot", scalar_tensor(double(eot), DType::i64)}};
+  };
+}
+
+}  // namespace fm::tasks

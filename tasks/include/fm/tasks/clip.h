@@ -1,0 +1,48 @@
+#pragma once
+// The `clip` kind's pieces for programs that use a trained run: the model
+// options a config gives, loading a run, and the evaluations (zero-shot
+// classification with prompt templates, image-text retrieval).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fm/data/loader.h"
+#include "fm/tasks/clip_model.h"
+#include "fm/text/bpe.h"
+#include "fm/train/config.h"
+
+namespace fm::tasks {
+
+CLIPOptions clip_options(const train::Config& c);
+
+// Class names through every template ("a photo of a {}.") -> one L2-normalised
+// text feature per class, the mean over templates (CLIP's prompt ensembling): [K, E].
+Tensor class_text_features(const CLIP& model, const std::vector<std::string>& classes,
+                           const std::vector<std::string>& templates, const text::BpeTokenizer& tokenizer,
+                           Device device);
+
+// Top-1 accuracy over the first `limit` samples of `source` (0: all), whose
+// labels index `classes`.
+double zero_shot_accuracy(const CLIP& model, const data::ImageTextSource& source, const data::Transform& transform,
+                          const std::vector<std::string>& classes, const std::vector<std::string>& templates,
+                          const text::BpeTokenizer& tokenizer, int64_t batch_size, int64_t limit, Device device);
+
+// Image-to-text and text-to-image recall at 1, 5 and 10 over the first
+// `limit` pairs (0: all): "i2t_r1", ..., "t2i_r10". Pair i's image finds its
+// own caption when fewer than k captions score higher.
+std::map<std::string, double> retrieval(const CLIP& model, const data::ImageTextSource& source,
+                                        const data::Transform& transform, int64_t batch_size, int64_t limit,
+                                        Device device);
+
+// A trained run: its config, its newest checkpoint's weights (EMA ones when
+// saved), tokenizer and evaluation transform. For programs like zero_shot.
+struct ClipRun {
+  train::Config config;
+  std::unique_ptr<CLIP> model;
+  text::BpeTokenizer tokenizer;
+  data::Transform transform;
+};
+ClipRun load_clip_run(const std::string& run_dir);
+
+}  // namespace fm::tasks

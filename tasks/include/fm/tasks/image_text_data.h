@@ -1,0 +1,55 @@
+#pragma once
+// Image-text data for the tasks that read it (clip; captioning and
+// text-to-image later): opening a source from a recipe's data key, and the
+// transform from a sample to model inputs.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fm/data/loader.h"
+#include "fm/text/bpe.h"
+#include "fm/train/config.h"
+
+namespace fm::tasks {
+
+// A source from a data key's value:
+//   idx:IMAGES,LABELS        IDX files (Fashion-MNIST), captions from `classes`
+//   *.tar, {..} patterns     WebDataset shards (several separated by spaces)
+//   a folder, .jsonl/.csv/.tsv  a caption folder (open_clip's columns)
+std::shared_ptr<const data::ImageTextSource> open_image_text(const std::string& spec,
+                                                             const std::vector<std::string>& classes);
+
+// "a,b , c" -> {"a", "b", "c"}; "fashion-mnist" -> Fashion-MNIST's classes.
+std::vector<std::string> parse_class_list(const std::string& value);
+
+struct ImageTransformOptions {
+  int64_t size = 32;         // output side
+  int64_t channels = 3;      // 1: luminance, 3: RGB
+  bool random_crop = false;  // torchvision RandomResizedCrop; else resize shorter side + centre crop
+  double crop_scale_min = 0.08;
+  bool hflip = false;        // random horizontal flips (not for captions that say left and right)
+  std::vector<float> mean{0.5f}, std{0.5f};  // per channel, or one value for all
+};
+
+// From a recipe's data.* keys (model.image_size, model.channels too).
+ImageTransformOptions image_transform_options(const train::Config& c);
+// data.templates: the prompt templates for class-name captions, or none.
+std::vector<std::string> caption_templates(const train::Config& c);
+
+// Sample -> {"image": [C, S, S] f32, "text": [L] i64, "eot": [] i64}.
+// With templates, the sample's caption is a class name (IDX) put into one
+// of them, chosen by the sample seed.
+// Errors (undecodable images) name the sample's origin; the loader skips it.
+data::Transform image_text_transform(const ImageTransformOptions& image, const text::BpeTokenizer& tokenizer,
+                                     int64_t context_length, std::vector<std::string> templates);
+
+// Caption -> ids [L] (end-of-text after at most L - 1 tokens, zero padding)
+// and the end-of-text position.
+std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
+                                            int64_t context_length);
+
+// The tokenizer file, or bytes + <|endoftext|> when path is empty.
+text::BpeTokenizer caption_tokenizer(const std::string& path);
+int32_t end_of_text_id(const text::BpeTokenizer& tokenizer);
+
+}  // namespace fm::tasks
