@@ -1,4 +1,5 @@
 // fm prepare text --tokenizer TOK --out DIR [--name N] [--val-fraction F] FILES...
+// fm prepare shapes|images ...: see media/cmd_prepare_images.cpp
 // fm tokenizer train --vocab-size N --out TOK FILES...
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,13 @@
 namespace fm::app {
 
 int cmd_prepare(const std::vector<std::string>& args) {
+  if (!args.empty() && (args[0] == "shapes" || args[0] == "images")) {
+#ifdef FM_HAVE_MEDIA
+    return cmd_prepare_media(args);
+#else
+    error("prepare ", args[0], ": this build of fm has no image support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+  }
   Flags f("usage: fm prepare text --tokenizer TOK --out DIR [options] FILES...\n\n"
           "Encodes text files into llm.c/nanoGPT token shards (<name>_train_NNN.bin, <name>_val_000.bin).");
   f.option("tokenizer", "", "tokenizer file (fm tokenizer train)")
@@ -20,7 +28,8 @@ int cmd_prepare(const std::vector<std::string>& args) {
       .option("val-fraction", "0.1", "share of the documents (or tokens, for one file) kept for validation")
       .option("shard-tokens", "100000000", "tokens per training shard at most");
   if (!f.parse(args)) return 0;
-  if (f.positional().empty() || f.positional()[0] != "text") error("prepare: expected 'text' (fm prepare text ...)");
+  if (f.positional().empty() || f.positional()[0] != "text")
+    error("prepare: expected text, shapes or images (fm prepare text ...)");
   const std::vector<std::string> files(f.positional().begin() + 1, f.positional().end());
   if (files.empty()) error("prepare: no input files");
   if (f.get("tokenizer").empty() || f.get("out").empty()) error("prepare: --tokenizer and --out are required");

@@ -19,6 +19,8 @@ void usage() {
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
+      "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
+      "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"
       "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
       "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n\n"
       "`fm COMMAND --help` lists a command's options.\n");

@@ -41,7 +41,7 @@ void for_each_batch(const data::ImageTextSource& source, const data::Transform& 
 std::vector<int64_t> diagonal_ranks(const Tensor& scores) {
   const int64_t n = scores.size(0);
   const std::vector<float> s = scores.contiguous().to_vector<float>();
-  std::vector<int64_t> ranks(size_t(n));
+  std::vector<int64_t> ranks(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const float own = s[size_t(i * n + i)];
     int64_t higher = 0;
