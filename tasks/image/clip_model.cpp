@@ -42,11 +42,10 @@ CLIP::CLIP(const CLIPOptions& o, Generator* gen) : options(o) {
       "positional_embedding", std::make_shared<nn::Embedding>(nn::EmbeddingOptions{o.context_length, o.text_width}));
   if (!o.shared_core) text = register_module("text", make_core(o.text_width, o.text_layers, o.text_heads));
   text_proj = register_module("text_proj", std::make_shared<nn::Linear>(nn::LinearOptions{o.text_width, o.embed_dim, false}));
-  logit_scale = register_parameter("logit_scale", full({}, objectives::kClipLogitScaleInit), nn::kNoDecay);
-  if (o.logit_bias) {
-    logit_scale.copy_(full({}, objectives::kSiglipLogitScaleInit));
-    logit_bias = register_parameter("logit_bias", full({}, objectives::kSiglipLogitBiasInit), nn::kNoDecay);
-  }
+  // CLIP starts at ln(1/0.07); SigLIP at ln 10 with a bias of -10.
+  const double scale = o.logit_bias ? objectives::kSiglipLogitScaleInit : objectives::kClipLogitScaleInit;
+  logit_scale = register_parameter("logit_scale", full({}, scale), nn::kNoDecay);
+  if (o.logit_bias) logit_bias = register_parameter("logit_bias", full({}, objectives::kSiglipLogitBiasInit), nn::kNoDecay);
   // open_clip's scales: embeddings 0.02 / 0.01, projections width^-0.5.
   nn::init_gpt2(*visual, gen);
   if (text) nn::init_gpt2(*text, gen);

@@ -124,10 +124,9 @@ class ClipTask : public train::Task {
 
   train::StepOutput train_step() override {
     const data::LoaderBatch b = train_->next();
-    if (b.skipped > reported_skips_) {
-      for (const auto& m : train_->skip_messages()) std::fprintf(stderr, "fm train: skipped %s\n", m.c_str());
-      reported_skips_ = b.skipped;
-    }
+    const auto messages = train_->skip_messages();  // the first few; the count is in the metrics
+    for (; reported_skips_ < messages.size(); ++reported_skips_)
+      std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
     auto out = loss(b.tensors.at("image").to(device_), b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_));
     return {out.loss, {{"acc_i2t", out.accuracy_i2t}, {"acc_t2i", out.accuracy_t2i},
                        {"logit_scale", std::exp(model_->logit_scale.item())}, {"skipped", double(b.skipped)}}};
@@ -186,7 +185,7 @@ class ClipTask : public train::Task {
   std::vector<std::string> classes_, templates_;
   data::Transform train_transform_, eval_transform_;
   std::optional<data::DataLoader> train_;
-  int64_t reported_skips_ = 0;
+  size_t reported_skips_ = 0;  // skip messages printed so far
   Tensor bench_images_, bench_ids_, bench_eot_;
 };
 

@@ -125,7 +125,7 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
   task_state.positions["train"] = ts.data_position;
   task_state.rngs = ts.rngs;
   for (const auto& [name, t] : ts.tensors)
-    if (name.rfind("ema.", 0) != 0) task_state.tensors[name] = t;
+    if (name.rfind("task.", 0) == 0) task_state.tensors[name.substr(5)] = t;
   st.task->load_state(task_state);
   if (s.ema) {
     nn::StateDict shadow;
@@ -186,7 +186,7 @@ void Trainer::run() {
     task_state.positions.erase("train");
     ts.positions = task_state.positions;
     ts.rngs = task_state.rngs;
-    ts.tensors = task_state.tensors;
+    for (const auto& [name, t] : task_state.tensors) ts.tensors["task." + name] = t;  // apart from "ema."
     if (s.ema)
       for (const auto& [name, t] : s.ema->state_dict()) ts.tensors["ema." + name] = t;
     ts.config = cfg.to_ini();

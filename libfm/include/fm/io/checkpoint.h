@@ -21,15 +21,15 @@ struct TrainState {
   int64_t step = 0;
   PhiloxState rng;             // the generator's state, so the stream continues
   int64_t data_position = 0;   // where the training data reader resumes
+  std::string config;          // the resolved config text of the run
+  TensorMap optimizer;         // Optimizer::state_dict()
+  Metadata extra;              // other strings (e.g. schedule name); not "format" or "config"
   // Further named streams a run keeps (other readers' positions, random
   // generators besides the default one) and tensors (EMA weights, ...),
   // saved as "data_position.<name>", "rng.<name>" and "state.<name>".
   std::map<std::string, int64_t> positions;
   std::map<std::string, PhiloxState> rngs;
   TensorMap tensors;
-  std::string config;          // the resolved config text of the run
-  TensorMap optimizer;         // Optimizer::state_dict()
-  Metadata extra;              // other strings (e.g. schedule name); not "format" or "config"
 };
 
 // Writes `checkpoints_dir/step_<state.step>/`. Replaces an existing one of
