@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fm/fm.h"
+#include "fm/objectives/next_token.h"
 #include "fm/nn/flat.h"
 #include "fm/nn/gpt.h"
 #include "fm/optim/adamw.h"
@@ -94,8 +95,7 @@ int main(int argc, char** argv) {
       fm::Tensor loss;
       {
         fm::AutocastGuard ac(autocast);
-        fm::Tensor logits = model.forward(ids);
-        loss = fm::cross_entropy(logits.view({-1, o.vocab_size}), targets.view({-1}));
+        loss = fm::objectives::next_token_loss(model.forward(ids), targets);
       }
       mark(1);
       opt.zero_grad();

@@ -7,6 +7,7 @@
 #include "fm/cuda/cuda.h"
 #include "fm/nn/flat.h"
 #include "fm/nn/gpt.h"
+#include "fm/objectives/next_token.h"
 #include "fm/optim/adamw.h"
 #include "fm/optim/clip.h"
 #include "fm/optim/ema.h"
@@ -45,7 +46,7 @@ std::vector<double> losses(Device device, std::optional<DType> precision) {
     Tensor loss;
     {
       AutocastGuard ac(precision);
-      loss = cross_entropy(model.forward(ids.narrow(1, 0, 64)).flatten(0, 1), ids.narrow(1, 1, 64).flatten());
+      loss = objectives::next_token_loss(model.forward(ids.narrow(1, 0, 64)), ids.narrow(1, 1, 64));
     }
     loss.backward();
     optim::clip_grad_norm(model.parameters(), 1.0);
