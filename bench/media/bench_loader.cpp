@@ -1,5 +1,5 @@
 // Image-text loading throughput: fm::data::DataLoader over JPEG WebDataset
-// shards (tools/make-jpeg-shards) with CLIP's training transform
+// shards (python3 bench/peers/make_jpeg_shards.py) with CLIP's training transform
 // (fm::tasks::image_text_transform: decode to RGB, RandomResizedCrop to
 // --size, random horizontal flip, to_tensor + normalise, caption -> UTF-8
 // bytes + <|endoftext|>, padded to --context). Peer:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/bench_loader.cpp: image-text loading throughput of a
-torch DataLoader over the same JPEG WebDataset shards (tools/make-jpeg-shards),
+torch DataLoader over the same JPEG WebDataset shards (python3 bench/peers/make_jpeg_shards.py),
 with the usual torchvision pipeline: PIL decode + convert("RGB"),
 RandomResizedCrop(size, scale=(scale_min, 1)), RandomHorizontalFlip,
 ToTensor, Normalize(0.5, 0.5); the caption (KEY.txt) tokenised as libfm's

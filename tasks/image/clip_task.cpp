@@ -76,19 +76,6 @@ void resolve_clip_vocab(train::Config& c) {
           "data.tokenizer");
 }
 
-std::vector<float> parse_floats(const std::string& key, const std::string& value) {
-  std::vector<float> out;
-  for (const auto& item : parse_class_list(value)) {
-    try {
-      out.push_back(std::stof(item));
-    } catch (...) {
-      error("config: key '", key, "': '", item, "' is not a number");
-    }
-  }
-  if (out.empty()) error("config: key '", key, "' is empty");
-  return out;
-}
-
 int64_t params_of(const nn::Module& m) { return m.num_parameters(); }
 
 class ClipTask : public train::Task {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -49,6 +50,13 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
+// The shortest text that reads back as exactly v (0.35, not 0.34999999999999998).
+std::string shortest_text(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
 // Checks `text` against the kind and returns its canonical form.
 std::string canonical(Kind kind, const std::string& raw, const std::string& key, const std::string& origin) {
   const std::string text = trim(raw);
@@ -76,10 +84,7 @@ std::string canonical(Kind kind, const std::string& raw, const std::string& key,
         return bad("a finite number");
       }
       if (used != text.size() || !std::isfinite(v)) return bad("a finite number");
-      std::ostringstream os;
-      os.precision(17);
-      os << v;
-      return os.str();
+      return shortest_text(v);
     }
     case Kind::boolean:
       if (text == "true" || text == "1" || text == "yes" || text == "on") return "true";
@@ -149,12 +154,7 @@ Config& Config::add_int(const std::string& key, int64_t def, const std::string& 
 }
 Config& Config::add_double(const std::string& key, double def, const std::string& help) {
   impl_->declare(key, Kind::real, canonical(Kind::real, std::to_string(def), key, "default"), help);
-  impl_->entries[key].value = impl_->entries[key].def = [&] {
-    std::ostringstream os;
-    os.precision(17);
-    os << def;
-    return os.str();
-  }();
+  impl_->entries[key].value = impl_->entries[key].def = shortest_text(def);
   return *this;
 }
 Config& Config::add_string(const std::string& key, const std::string& def, const std::string& help) {

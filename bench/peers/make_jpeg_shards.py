@@ -14,7 +14,7 @@ Sources:
                 --size is given, resized to --size x --size; caption from a
                 sibling KEY.txt if there is one, else the file name.
 
-usage: tools/make-jpeg-shards --out DIR [--n 5000] [--size 96] [--quality 90]
+usage: python3 bench/peers/make_jpeg_shards.py --out DIR [--n 5000] [--size 96] [--quality 90]
            [--per-shard 1000] [--from DIR] [--idx IMAGES.gz,LABELS.gz]
 Prints the brace pattern of the shards (DIR/jpeg-{000000..00000K}.tar).
 """
@@ -108,9 +108,9 @@ def main():
         tar.close()
         os.replace(paths[-1] + ".tmp", paths[-1])
     if count == 0:
-        sys.exit("make-jpeg-shards: no images")
+        sys.exit("make_jpeg_shards: no images")
     pattern = os.path.join(a.out, f"jpeg-{{000000..{shard:06d}}}.tar") if shard > 0 else paths[0]
-    print(f"make-jpeg-shards: {count} samples, {len(paths)} shards, mean JPEG {jpeg_bytes / count:.0f} bytes", file=sys.stderr)
+    print(f"make_jpeg_shards: {count} samples, {len(paths)} shards, mean JPEG {jpeg_bytes / count:.0f} bytes", file=sys.stderr)
     print(pattern)
 
 
