@@ -17,7 +17,9 @@ int cmd_eval(const std::vector<std::string>& args) {
     return args.empty() ? 2 : 0;
   }
   const std::vector<std::string> overrides(args.begin() + 1, args.end());
-  nlohmann::json out = train::evaluate_run(args[0], overrides);
+  const auto figures = train::evaluate_run(args[0], overrides);
+  nlohmann::json out = figures;
+  out["step"] = int64_t(figures.at("step"));
   out["run"] = args[0];
   std::printf("%s\n", out.dump().c_str());
   return 0;
