@@ -77,6 +77,14 @@ struct Setup {
   }
 };
 
+// The EMA weights a train state holds ("ema.<param>"), by parameter name.
+nn::StateDict ema_weights(const io::TrainState& ts) {
+  nn::StateDict out;
+  for (const auto& [name, t] : ts.tensors)
+    if (name.rfind("ema.", 0) == 0) out[name.substr(4)] = t;
+  return out;
+}
+
 std::string format_values(const std::map<std::string, double>& values) {
   std::string s;
   char buf[96];
@@ -94,6 +102,7 @@ struct Trainer::Impl {
   std::string dir;
   int64_t step = 0;
   std::unique_ptr<optim::EMA> ema;
+  double peak_gflops = 0;  // MFU's denominator
 };
 
 Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
@@ -104,6 +113,15 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
   if (exists && !resume)
     error("run directory ", s.dir, " already holds a run (config.ini); pass --resume to continue it or set another run.dir");
   if (exists) check_same_shape(config, s.dir);
+  // The peak is measured before the task opens its data: loader threads
+  // running beside the GEMM would make it read low (and MFU high).
+  s.peak_gflops = config.get_double("runtime.peak_gflops");
+  if (s.peak_gflops <= 0) {
+    if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
+    s.peak_gflops = measure_peak_gflops(parse_device(config.get_string("runtime.device")),
+                                        parse_precision(config.get_string("runtime.precision"), "runtime.precision")
+                                            .value_or(DType::f32));
+  }
   s.setup.emplace(std::move(config), true);
   Setup& st = *s.setup;
   const double ema_decay = st.config.get_double("train.ema_decay");
@@ -128,9 +146,7 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
     if (name.rfind("task.", 0) == 0) task_state.tensors[name.substr(5)] = t;
   st.task->load_state(task_state);
   if (s.ema) {
-    nn::StateDict shadow;
-    for (const auto& [name, t] : ts.tensors)
-      if (name.rfind("ema.", 0) == 0) shadow[name.substr(4)] = t;
+    const nn::StateDict shadow = ema_weights(ts);
     if (shadow.empty()) error("--resume: ", latest, " holds no EMA weights but train.ema_decay is set");
     s.ema->load_state_dict(shadow);
   }
@@ -161,8 +177,7 @@ void Trainer::run() {
   const int64_t units_per_micro = task.batch_samples() * (count_tokens ? task.tokens_per_sample() : 1);
   const double flops_per_unit = count_tokens ? task.flops_per_sample() / double(task.tokens_per_sample())
                                              : task.flops_per_sample();
-  double peak = cfg.get_double("runtime.peak_gflops");
-  if (peak <= 0 && flops_per_unit > 0) peak = measure_peak_gflops(st.ctx.device, st.ctx.precision.value_or(DType::f32));
+  const double peak = s.peak_gflops;
   const std::string unit = count_tokens ? "tok" : task.sample_unit();
   Progress progress(max_steps, s.step, unit, flops_per_unit, peak);
   std::printf("fm train: %s | %s | %.2fM parameters | %s %s | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n",
@@ -283,9 +298,7 @@ int64_t load_run_weights(const std::string& run_dir, nn::Module& model) {
   const std::string latest = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
   if (latest.empty()) error(run_dir, " has no valid checkpoint yet");
   const io::TrainState ts = io::load_checkpoint(latest, model);
-  nn::StateDict ema;
-  for (const auto& [name, t] : ts.tensors)
-    if (name.rfind("ema.", 0) == 0) ema[name.substr(4)] = t;
+  const nn::StateDict ema = ema_weights(ts);
   if (!ema.empty()) model.load_state_dict(ema, false);  // parameters only: buffers stay
   return ts.step;
 }
