@@ -5,13 +5,10 @@
 // error below 1e-4, measured against the largest reference magnitude).
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <iostream>
 
-#include "fm/io/safetensors.h"
 #include "fm/nn/gpt.h"
 #include "fm/nn/transformer.h"
-#include "helpers.h"
+#include "parity.h"
 
 using namespace fm;
 using namespace fm::nn;
@@ -21,55 +18,9 @@ namespace {
 
 constexpr double kTol = 1e-4;
 
-class Fixture {
- public:
-  explicit Fixture(const std::string& file)
-      : name_(file),
-        st_(io::load_safetensors((std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / file).string())) {}
+using Fixture = fm::test::ParityFixture;
 
-  bool has(const std::string& key) const { return st_.tensors.count(key) > 0; }
-  Tensor get(const std::string& key) const {
-    auto it = st_.tensors.find(key);
-    if (it == st_.tensors.end()) throw Error(name_ + ": no tensor '" + key + "'");
-    return it->second.clone();  // off the file mapping
-  }
-  // A floating input as a leaf that collects its gradient.
-  Tensor input_leaf(const std::string& key) const { return get("input." + key).requires_grad_(true); }
-  int64_t option(const std::string& key) const { return std::stoll(meta(key)); }
-  std::string meta(const std::string& key) const {
-    auto it = st_.metadata.find(key);
-    if (it == st_.metadata.end()) throw Error(name_ + ": no metadata '" + key + "'");
-    return it->second;
-  }
-  StateDict params() const {
-    StateDict sd;
-    for (const auto& [key, t] : st_.tensors)
-      if (key.rfind("param.", 0) == 0) sd[key.substr(6)] = t;
-    return sd;
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-  io::Safetensors st_;
-};
-
-// Compares one tensor, remembers the worst error for the summary line.
-struct Comparer {
-  explicit Comparer(const Fixture& fixture) : f(fixture) {}
-  const Fixture& f;
-  double worst = 0;
-  std::string worst_name;
-  void operator()(const std::string& what, const Tensor& actual, const Tensor& expected) {
-    ASSERT_TRUE(actual.defined()) << f.name() << ": " << what << " was not computed";
-    const double e = rel_err(actual, expected);
-    EXPECT_LT(e, kTol) << f.name() << ": " << what;
-    if (e >= worst) worst = e, worst_name = what;
-  }
-  ~Comparer() { std::cout << f.name() << ": max relative error " << worst << " (" << worst_name << ")\n"; }
-};
-
-void compare_param_grads(const Fixture& f, const Module& m, Comparer& cmp) {
+void compare_param_grads(const Fixture& f, const Module& m, fm::test::Comparer& cmp) {
   for (const auto& p : m.named_parameters()) cmp("grad of " + p.name, p.tensor.grad(), f.get("param_grad." + p.name));
 }
 
@@ -98,7 +49,7 @@ void run_block_case(const std::string& file) {
   Tensor y = block.forward(x, in);
   sum(y * f.get("output_grad")).backward();
 
-  Comparer cmp(f);
+  fm::test::Comparer cmp(f, kTol);
   cmp("output", y, f.get("output"));
   cmp("grad of x", x.grad(), f.get("input_grad.x"));
   if (in.context.defined()) cmp("grad of context", in.context.grad(), f.get("input_grad.context"));
@@ -129,7 +80,7 @@ TEST(NNParity, GPT) {
   Tensor loss = cross_entropy(logits.view({-1, o.vocab_size}), f.get("input.targets").view({-1}));
   loss.backward();
 
-  Comparer cmp(f);
+  fm::test::Comparer cmp(f, kTol);
   cmp("logits", logits, f.get("output"));
   cmp("loss", loss.reshape({1}), f.get("loss"));
   compare_param_grads(f, gpt, cmp);

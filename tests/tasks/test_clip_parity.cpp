@@ -7,15 +7,12 @@
 // reference magnitude). Two cases: (a) separate towers, class-token pooling,
 // CLIP's InfoNCE, RGB images; (b) one shared Transformer, mean pooling,
 // SigLIP's sigmoid loss with logit_bias, one channel.
-#include <filesystem>
-#include <iostream>
 #include <memory>
 #include <set>
 
-#include "fm/io/safetensors.h"
 #include "fm/objectives/contrastive.h"
 #include "fm/tasks/clip_model.h"
-#include "helpers.h"
+#include "parity.h"
 
 using namespace fm;
 using fm::nn::StateDict;
@@ -27,78 +24,33 @@ constexpr double kTol = 1e-4;
 const char* const kSeparate = "clip_separate_cls_clip.safetensors";
 const char* const kShared = "clip_shared_mean_siglip.safetensors";
 
-class Fixture {
- public:
-  explicit Fixture(const std::string& file)
-      : name_(file),
-        st_(io::load_safetensors((std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / file).string())) {}
+using Fixture = fm::test::ParityFixture;
 
-  Tensor get(const std::string& key) const {
-    auto it = st_.tensors.find(key);
-    if (it == st_.tensors.end()) throw Error(name_ + ": no tensor '" + key + "'");
-    return it->second.clone();  // off the file mapping
-  }
-  std::string meta(const std::string& key) const {
-    auto it = st_.metadata.find(key);
-    if (it == st_.metadata.end()) throw Error(name_ + ": no metadata '" + key + "'");
-    return it->second;
-  }
-  int64_t option(const std::string& key) const { return std::stoll(meta(key)); }
-  StateDict params() const {
-    StateDict sd;
-    for (const auto& [key, t] : st_.tensors)
-      if (key.rfind("param.", 0) == 0) sd[key.substr(6)] = t;
-    return sd;
-  }
-  tasks::CLIPOptions options() const {
-    tasks::CLIPOptions o;
-    o.image_size = option("image_size");
-    o.patch_size = option("patch_size");
-    o.channels = option("channels");
-    o.vision_width = option("vision_width");
-    o.vision_layers = option("vision_layers");
-    o.vision_heads = option("vision_heads");
-    o.pool = meta("pool");
-    o.vocab_size = option("vocab_size");
-    o.context_length = option("context_length");
-    o.text_width = option("text_width");
-    o.text_layers = option("text_layers");
-    o.text_heads = option("text_heads");
-    o.embed_dim = option("embed_dim");
-    o.shared_core = option("shared_core") != 0;
-    o.logit_bias = option("logit_bias") != 0;
-    return o;
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-  io::Safetensors st_;
-};
-
-// Compares one tensor, remembers the worst error for the summary line.
-struct Comparer {
-  explicit Comparer(const Fixture& fixture) : f(fixture) {}
-  const Fixture& f;
-  double worst = 0;
-  std::string worst_name;
-  int compared = 0;
-  void operator()(const std::string& what, const Tensor& actual, const Tensor& expected) {
-    ASSERT_TRUE(actual.defined()) << f.name() << ": " << what << " was not computed";
-    const double e = rel_err(actual, expected);
-    EXPECT_LT(e, kTol) << f.name() << ": " << what << " (shape " << actual.shape() << " vs " << expected.shape() << ")";
-    ++compared;
-    if (e >= worst) worst = e, worst_name = what;
-  }
-  ~Comparer() {
-    std::cout << f.name() << ": " << compared << " tensors, max relative error " << worst << " (" << worst_name << ")\n";
-  }
-};
+// The model options the script wrote into the fixture's metadata.
+tasks::CLIPOptions clip_options(const Fixture& f) {
+  tasks::CLIPOptions o;
+  o.image_size = f.option("image_size");
+  o.patch_size = f.option("patch_size");
+  o.channels = f.option("channels");
+  o.vision_width = f.option("vision_width");
+  o.vision_layers = f.option("vision_layers");
+  o.vision_heads = f.option("vision_heads");
+  o.pool = f.meta("pool");
+  o.vocab_size = f.option("vocab_size");
+  o.context_length = f.option("context_length");
+  o.text_width = f.option("text_width");
+  o.text_layers = f.option("text_layers");
+  o.text_heads = f.option("text_heads");
+  o.embed_dim = f.option("embed_dim");
+  o.shared_core = f.option("shared_core") != 0;
+  o.logit_bias = f.option("logit_bias") != 0;
+  return o;
+}
 
 void run_case(const std::string& file, const std::string& loss_kind) {
   const Fixture f(file);
   ASSERT_EQ(f.meta("loss"), loss_kind);
-  tasks::CLIP model(f.options());
+  tasks::CLIP model(clip_options(f));
   model.load_state_dict(f.params());
 
   Tensor images = f.get("input.images").requires_grad_(true);
@@ -109,7 +61,7 @@ void run_case(const std::string& file, const std::string& loss_kind) {
                     : objectives::siglip_loss(image_features, text_features, model.logit_scale, model.logit_bias).loss;
   loss.backward();
 
-  Comparer cmp(f);
+  fm::test::Comparer cmp(f, kTol);
   cmp("image_features", image_features, f.get("image_features"));
   cmp("text_features", text_features, f.get("text_features"));
   cmp("loss", loss.reshape({1}), f.get("loss"));
@@ -120,7 +72,7 @@ void run_case(const std::string& file, const std::string& loss_kind) {
 // libfm's parameter names and shapes against the fixture's, both ways.
 void check_names(const std::string& file) {
   const Fixture f(file);
-  tasks::CLIP model(f.options());
+  tasks::CLIP model(clip_options(f));
   const StateDict reference = f.params();
   std::set<std::string> ours, theirs;
   for (const auto& p : model.named_parameters()) {
@@ -154,7 +106,7 @@ TEST(CLIPParity, SharedCoreMeanPoolingSiglipLoss) { run_case(kShared, "siglip");
 // With logit_bias (SigLIP) the model starts at SigLIP's scale and bias, as
 // the header and contrastive.h say (the parity cases overwrite both).
 TEST(CLIPParity, SiglipInitialisation) {
-  tasks::CLIPOptions o = Fixture(kShared).options();
+  tasks::CLIPOptions o = clip_options(Fixture(kShared));
   std::unique_ptr<tasks::CLIP> model;
   ASSERT_NO_THROW(model = std::make_unique<tasks::CLIP>(o));
   EXPECT_NEAR(model->logit_scale.item<double>(), objectives::kSiglipLogitScaleInit, 1e-6);
