@@ -152,7 +152,8 @@ data::Transform image_text_transform(const ImageTransformOptions& o, const text:
     }
     if (o.hflip && uniform() < 0.5) img = image::hflip(img);
     std::string caption = s.caption;
-    if (!templates.empty()) caption = data::class_caption(s.caption, seed >> 1, templates);  // caption: a class name
+    // The caption is a class name; the template is chosen from the sample seed too.
+    if (!templates.empty()) caption = data::class_caption(s.caption, seed >> 1, templates);
     auto [ids, eot] = tokenize_caption(tokenizer, caption, context_length);
     return data::Example{{"image", image::to_tensor(img, mean, std)},
                          {"text", ids},

@@ -23,6 +23,7 @@ recipe=$root/experiments/gpt_char_tiny.ini
 val=$(grep -o '"val_loss":[0-9.]*' runs/tiny/metrics.jsonl | tail -1 | cut -d: -f2)
 awk -v v="$val" 'BEGIN { exit !(v < 2.1) }' || fail "val loss $val not below 2.1"
 echo "tiny recipe: val loss $val"
+"$fm" eval runs/tiny | grep -qF '"target":"val_loss < 2.1","target_met":true' || fail "fm eval does not report the recipe's target as met"
 [ -f runs/tiny/config.ini ] && [ -d runs/tiny/checkpoints/step_800 ] && ls runs/tiny/events.out.tfevents.* >/dev/null
 
 # 2. Resume: 2N steps straight equal N steps, a stop, and N more.

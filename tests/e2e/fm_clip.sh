@@ -39,6 +39,7 @@ echo "tiny clip: i2t R@5 $r5, t2i R@5 $t5, loss $first -> $final"
 # 2. fm eval reproduces the final evaluation from the checkpoint.
 "$fm" eval runs/tiny > eval.json
 grep -q "\"i2t_r5\":$r5" eval.json || { cat eval.json; fail "fm eval differs from the logged i2t_r5 $r5"; }
+grep -qF '"target":"i2t_r5 >= 0.85"' eval.json || { cat eval.json; fail "fm eval does not show the recipe's target"; }
 
 # 3. Resume: 2N steps straight equal N, a stop, and N more (two loader workers).
 short=("${tiny[@]}" --train.max_steps=20 --train.warmup_steps=5 --train.eval_every=0 --train.save_every=10 --data.workers=2)

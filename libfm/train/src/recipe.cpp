@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "fm/error.h"
 #include "fm/train/task.h"
@@ -36,6 +37,7 @@ void declare_trainer_keys(Config& c) {
       .add_int("train.save_every", 500, "steps between checkpoints (the last step is always saved)")
       .add_int("train.log_every", 10, "steps between progress lines")
       .add_int("train.sample_every", 0, "steps between samples in the logs (0: at evaluations)")
+      .add_string("train.target", "", "quality target fm eval checks, e.g. 'zeroshot_top1 >= 0.80' (empty: none)")
       .add_int("train.seed", 1337, "seed of initialisation, data order and dropout")
       .add_int("runtime.threads", 0, "CPU threads (0: all cores)")
       .add_string("runtime.device", "cpu", "cpu or cuda:N")
@@ -103,6 +105,36 @@ void check_same_shape(const Config& config, const std::string& run_dir) {
       error("run directory ", run_dir, " was made for ", key, " = ", a, " (", saved_path, "), but this config gives ",
             b);
   }
+}
+
+bool Target::met(double figure) const {
+  if (op == ">=") return figure >= value;
+  if (op == "<=") return figure <= value;
+  return op == ">" ? figure > value : figure < value;
+}
+
+std::string Target::str() const {
+  std::ostringstream os;
+  os << metric << " " << op << " " << value;
+  return os.str();
+}
+
+std::optional<Target> parse_target(const std::string& text) {
+  std::istringstream in(text);
+  Target t;
+  std::string value, rest;
+  if (!(in >> t.metric)) return std::nullopt;
+  in >> t.op >> value;
+  const bool op_ok = t.op == ">=" || t.op == "<=" || t.op == ">" || t.op == "<";
+  size_t used = 0;
+  try {
+    t.value = std::stod(value, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (!op_ok || used == 0 || used != value.size() || (in >> rest))
+    error("config: key 'train.target': '", text, "' is not 'METRIC OP VALUE' (OP one of >=, <=, >, <)");
+  return t;
 }
 
 Device parse_device(const std::string& value) {

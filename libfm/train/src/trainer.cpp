@@ -113,6 +113,7 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
   if (exists && !resume)
     error("run directory ", s.dir, " already holds a run (config.ini); pass --resume to continue it or set another run.dir");
   if (exists) check_same_shape(config, s.dir);
+  parse_target(config.get_string("train.target"));  // a malformed target fails now, not at fm eval
   // The peak is measured before the task opens its data: loader threads
   // running beside the GEMM would make it read low (and MFU high).
   s.peak_gflops = config.get_double("runtime.peak_gflops");

@@ -2,6 +2,7 @@
 // Recipes: the config of a run is the trainer's keys plus those its task kind
 // declares. The kind comes from `[task] kind = ...` (or --task.kind=...);
 // recipes without it are language models (`lm`).
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,17 @@ Config load_recipe(const std::string& path, const std::vector<std::string>& over
 Config load_run_config(const std::string& run_dir, const std::vector<std::string>& overrides = {});
 // Errors when run_dir's saved config gives a model-shape key another value.
 void check_same_shape(const Config& config, const std::string& run_dir);
+
+// A recipe's quality target (train.target), e.g. "zeroshot_top1 >= 0.80":
+// a figure evaluate() reports, a comparison (>=, <=, >, <) and a value.
+struct Target {
+  std::string metric, op;
+  double value = 0;
+  bool met(double figure) const;
+  std::string str() const;
+};
+// Empty when the recipe sets none; errors name the key.
+std::optional<Target> parse_target(const std::string& text);
 
 // runtime.device, checked against the build and the machine (the current
 // CUDA device is set to it).
