@@ -1,3 +1,4 @@
+// fm generate image ...: see media/cmd_generate_image.cpp
 // fm generate text --run DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
 //                  [--top-k K] [--top-p P] [--seed S]
 #include <cstdio>
@@ -38,6 +39,13 @@ size_t invalid_utf8_at(std::string_view s) {
 }  // namespace
 
 int cmd_generate(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "image") {
+#ifdef FM_HAVE_MEDIA
+    return cmd_generate_image({args.begin() + 1, args.end()});
+#else
+    error("generate image: this build of fm has no image support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+  }
   Flags f("usage: fm generate text --run DIR --prompt TEXT [options]\n\n"
           "Continues the prompt with the newest checkpoint of a text run (KV-cached sampling).");
   f.option("run", "", "run directory made by fm train")
@@ -49,7 +57,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       .option("seed", "1", "sampling seed");
   if (!f.parse(args)) return 0;
   if (f.positional().size() != 1 || f.positional()[0] != "text")
-    error("generate: expected the modality 'text' (fm generate text --run DIR --prompt ...)");
+    error("generate: expected the modality 'text' or 'image' (fm generate text|image --run DIR --prompt ...)");
   const std::string dir = f.get("run");
   if (dir.empty()) error("generate: --run DIR is required");
   const std::string prompt = f.get("prompt");

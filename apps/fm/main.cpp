@@ -18,6 +18,7 @@ void usage() {
       "  train CONFIG.ini [--resume] [--key=value ...]   train a model from an experiment recipe\n"
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
+      "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
       "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"

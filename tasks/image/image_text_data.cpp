@@ -161,4 +161,24 @@ data::Transform image_text_transform(const ImageTransformOptions& o, const text:
   };
 }
 
+void for_each_batch(const data::ImageTextSource& source, const data::Transform& transform, int64_t batch_size,
+                    int64_t limit, const std::function<void(const data::LoaderBatch&)>& f) {
+  data::LoaderOptions o;
+  o.batch_size = batch_size;
+  o.shuffle = false;
+  o.drop_last = false;
+  // The loader shares the source; this one is borrowed for the call.
+  std::shared_ptr<const data::ImageTextSource> borrowed(&source, [](const data::ImageTextSource*) {});
+  data::DataLoader loader(borrowed, transform, o);
+  const int64_t n = limit > 0 ? std::min(limit, source.size()) : source.size();
+  for (int64_t seen = 0; seen < n && loader.position() < loader.batches_per_epoch();) {
+    data::LoaderBatch b = loader.next();
+    const int64_t take = std::min<int64_t>(int64_t(b.indices.size()), n - seen);
+    for (auto& [name, t] : b.tensors) t = t.narrow(0, 0, take);
+    b.indices.resize(size_t(take));
+    f(b);
+    seen += take;
+  }
+}
+
 }  // namespace fm::tasks

@@ -510,6 +510,35 @@ TEST(EMA, MatchesANaiveLoop) {
   EXPECT_THROW(optim::EMA(m, 1.5), Error);
 }
 
+TEST(EMA, WarmupFollowsDiffusersAndSwapExchanges) {
+  MLP m;
+  optim::EMA ema(m, 0.99);
+  std::map<std::string, std::vector<double>> naive;
+  for (const auto& p : m.named_parameters()) naive[p.name] = p.tensor.to_vector<double>();
+  for (int step = 0; step < 5; ++step) {
+    {
+      NoGradGuard ng;
+      for (const auto& p : m.named_parameters()) Tensor(p.tensor).copy_(randn(p.tensor.shape()));
+    }
+    ema.update(m, step);
+    const double d = std::min(0.99, (1.0 + step) / (10.0 + step));
+    for (const auto& p : m.named_parameters()) {
+      const std::vector<double> v = p.tensor.to_vector<double>();
+      for (size_t i = 0; i < v.size(); ++i) naive[p.name][i] = d * naive[p.name][i] + (1 - d) * v[i];
+    }
+  }
+  const nn::StateDict shadow = snapshot(ema.state_dict());
+  for (const auto& [name, values] : naive) EXPECT_TRUE(all_close(shadow.at(name), values, 1e-6, 1e-7)) << name;
+  nn::StateDict live;
+  for (const auto& p : m.named_parameters()) live[p.name] = p.tensor.clone();
+  ema.swap(m);  // the model holds the EMA weights, the EMA the live ones
+  for (const auto& p : m.named_parameters()) EXPECT_TRUE(all_close(p.tensor, shadow.at(p.name), 0, 0)) << p.name;
+  for (const auto& [name, t] : ema.state_dict()) EXPECT_TRUE(all_close(t, live.at(name), 0, 0)) << name;
+  ema.swap(m);  // and back
+  for (const auto& p : m.named_parameters()) EXPECT_TRUE(all_close(p.tensor, live.at(p.name), 0, 0)) << p.name;
+  for (const auto& [name, t] : ema.state_dict()) EXPECT_TRUE(all_close(t, shadow.at(name), 0, 0)) << name;
+}
+
 TEST(GradientAccumulation, TwoHalfBatchesEqualOneBatch) {
   manual_seed(5);
   const Tensor x = randn({8, 3}), y = randn({8, 2});

@@ -239,6 +239,44 @@ TEST(AdaLNZero, BlockStartsAsIdentityAndAdaGetsGradients) {
   EXPECT_THROW(block.forward(x), Error);  // cond missing
 }
 
+// BlockInputs::context_mask hides caption keys from the cross-attention: each
+// row equals the same block run on only the keys its mask keeps (plain and
+// adaLN-Zero blocks).
+TEST(TransformerBlock, ContextMaskEqualsDroppingTheHiddenKeys) {
+  const int64_t B = 2, T = 3, S = 5, d = 8, c = 6;
+  BlockOptions o;
+  o.d_model = d, o.n_head = 2, o.cross_attention = true, o.context_dim = c;
+  BlockOptions ada = o;
+  ada.cond_dim = 4;
+  const std::vector<std::vector<int64_t>> keep = {{0, 1, 2}, {0, 2, 3, 4}};
+  Tensor mask = tensor(std::vector<uint8_t>{1, 1, 1, 0, 0, 1, 0, 1, 1, 1}, {B, S}).to(DType::b8);
+  for (const BlockOptions& bo : {o, ada}) {
+    TransformerBlock block(bo);
+    randomise(block);  // ada too, so the modulation is not zero
+    NoGradGuard ng;
+    Tensor x = randn({B, T, d}), context = randn({B, S, c}), cond = randn({B, 4});
+    BlockInputs in;
+    in.context = context;
+    in.context_mask = mask;
+    if (bo.cond_dim) in.cond = cond;
+    Tensor masked = block.forward(x, in);
+    for (int64_t b = 0; b < B; ++b) {
+      BlockInputs one;
+      one.context = index_select(context.narrow(0, b, 1), 1, tensor(keep[size_t(b)]));
+      if (bo.cond_dim) one.cond = cond.narrow(0, b, 1);
+      EXPECT_TRUE(all_close(masked.narrow(0, b, 1), block.forward(x.narrow(0, b, 1), one), 1e-5, 1e-6))
+          << "row " << b << ", cond_dim " << bo.cond_dim;
+    }
+    // All keys visible is the same as no mask.
+    in.context_mask = ones({B, S}, DType::b8);
+    Tensor all = block.forward(x, in);
+    in.context_mask = Tensor();
+    EXPECT_TRUE(all_close(all, block.forward(x, in), 1e-6, 1e-7));
+    in.context_mask = ones({B, S + 1}, DType::b8);
+    EXPECT_THROW(block.forward(x, in), Error);
+  }
+}
+
 TEST(TransformerGradcheck, TinyBlocks) {
   BlockOptions plain;
   plain.d_model = 8, plain.n_head = 2, plain.mlp_hidden = 12;

@@ -33,6 +33,16 @@ Tensor merge_heads(const Tensor& x) {
   return x.transpose(1, 2).reshape({B, T, H * D});
 }
 
+// The cross-attention key mask [B, S] as [B, 1, 1, S] (broadcast over heads
+// and queries); undefined when every key is visible.
+Tensor key_mask(const BlockInputs& in) {
+  const Tensor& m = in.context_mask;
+  if (!m.defined()) return m;
+  if (m.dim() != 2 || !in.context.defined() || m.size(0) != in.context.size(0) || m.size(1) != in.context.size(1))
+    error("TransformerBlock: context_mask must be [B, S] for a context [B, S, D], got ", m.shape());
+  return m.unsqueeze(1).unsqueeze(1);
+}
+
 }  // namespace
 
 MLP::MLP(const MLPOptions& o) : options(o) {
@@ -138,12 +148,12 @@ Tensor TransformerBlock::forward(const Tensor& x_in, const BlockInputs& in) cons
     std::vector<Tensor> m = chunk(ada->forward(silu(in.cond)).unsqueeze(1), 6, -1);  // each [B, 1, d]
     Tensor h = norm(norm1, x) * (m[1] + 1.0) + m[0];
     x = x + m[2] * attn->forward(h, Tensor(), in.mask, in.causal, in.cache);
-    if (cross) x = x + cross->forward(norm(norm_cross, x), in.context);
+    if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in));
     h = norm(norm2, x) * (m[4] + 1.0) + m[3];
     return x + m[5] * mlp->forward(h);
   }
   x = x + attn->forward(norm(norm1, x), Tensor(), in.mask, in.causal, in.cache);
-  if (cross) x = x + cross->forward(norm(norm_cross, x), in.context);
+  if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in));
   return x + mlp->forward(norm(norm2, x));
 }
 
@@ -151,7 +161,7 @@ Transformer::Transformer(const TransformerOptions& o) : options(o) {
   if (o.n_layer <= 0) error("Transformer: n_layer must be positive, got ", o.n_layer);
   blocks = register_module("blocks", std::make_shared<ModuleList<TransformerBlock>>());
   for (int64_t i = 0; i < o.n_layer; ++i) blocks->push_back(std::make_shared<TransformerBlock>(o.block));
-  norm = register_module("norm", make_norm(o.block.norm, o.block.d_model, o.block.norm_eps, true));
+  norm = register_module("norm", make_norm(o.block.norm, o.block.d_model, o.block.norm_eps, o.final_norm_affine));
 }
 
 Tensor Transformer::final_norm(const Tensor& x) const { return apply_norm(norm, x); }

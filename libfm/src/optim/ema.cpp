@@ -1,5 +1,7 @@
 #include "fm/optim/ema.h"
 
+#include <algorithm>
+
 #include "fm/autograd.h"
 #include "fm/kernels/optim.h"
 #include "state_check.h"
@@ -25,6 +27,24 @@ std::vector<nn::NamedTensor> EMA::matching_parameters(const nn::Module& m, const
            params[i].tensor.device() == shadow_[i].tensor.device();
   FM_CHECK(same, "EMA::", op, ": the module's parameters differ from those the EMA was made from");
   return params;
+}
+
+void EMA::update(const nn::Module& m, int64_t step) {
+  const double warm = (1.0 + double(step)) / (10.0 + double(step));
+  const double keep = decay_;
+  decay_ = std::min(decay_, warm);
+  update(m);
+  decay_ = keep;
+}
+
+void EMA::swap(nn::Module& m) {
+  NoGradGuard ng;
+  const std::vector<nn::NamedTensor> params = matching_parameters(m, "swap");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor held = params[i].tensor.clone();
+    Tensor(params[i].tensor).copy_(shadow_[i].tensor);
+    Tensor(shadow_[i].tensor).copy_(held);
+  }
 }
 
 void EMA::update(const nn::Module& m) {

@@ -189,6 +189,7 @@ void Trainer::run() {
   const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
   const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
   const int64_t sample_every = cfg.get_int("train.sample_every");
+  const bool ema_warmup = cfg.get_bool("train.ema_warmup");
   const int64_t stop_after = cfg.get_int("run.stop_after");
   const double clip = cfg.get_double("train.grad_clip");
   const int64_t start = s.step;
@@ -229,7 +230,10 @@ void Trainer::run() {
     if (!std::isfinite(loss)) error("training diverged at step ", s.step + 1, ": loss is ", loss);
     const double grad_norm = clip > 0 ? optim::clip_grad_norm(model.parameters(), clip) : NAN;
     st.optimizer->step();
-    if (s.ema) s.ema->update(model);
+    if (s.ema) {
+      if (ema_warmup) s.ema->update(model, s.step);
+      else s.ema->update(model);
+    }
     ++s.step;
     units_since_log += units_per_micro * accum;
 
@@ -244,6 +248,9 @@ void Trainer::run() {
       units_since_log = 0;
     }
     const bool eval_now = (eval_every > 0 && s.step % eval_every == 0) || s.step == max_steps;
+    // Evaluations and samples see the EMA weights when the run keeps them.
+    const bool samples_now = sample_every > 0 ? s.step % sample_every == 0 : eval_now;
+    if (s.ema && (eval_now || samples_now)) s.ema->swap(model);
     if (eval_now) {
       const auto figures = st.evaluate();
       values.insert(figures.begin(), figures.end());
@@ -251,13 +258,14 @@ void Trainer::run() {
     }
     for (const auto& [k, v] : values) events.add_scalar(k, v, s.step);
     metrics.log(s.step, values);
-    if (sample_every > 0 ? s.step % sample_every == 0 : eval_now) {
+    if (samples_now) {
       NoGradGuard ng;
       model.eval();
       SampleSink sink((dir / "samples").string(), &events, s.step);
       task.write_samples(s.step, sink);
       model.train();
     }
+    if (s.ema && (eval_now || samples_now)) s.ema->swap(model);
     if ((save_every > 0 && s.step % save_every == 0) || s.step == max_steps) save();
   }
   if (s.step < max_steps) save();  // stopped early (run.stop_after): resumable from here

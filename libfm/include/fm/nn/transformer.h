@@ -77,10 +77,11 @@ struct BlockOptions {
 
 // What a block reads besides x.
 struct BlockInputs {
-  Tensor context;      // [B, S, context_dim] for cross-attention
-  Tensor mask;         // self-attention mask
+  Tensor context;       // [B, S, context_dim] for cross-attention
+  Tensor context_mask;  // [B, S] bool, true = attend (cross-attention only; undefined: all keys)
+  Tensor mask;          // self-attention mask
   bool causal = false;
-  Tensor cond;         // [B, cond_dim] for adaLN-Zero
+  Tensor cond;          // [B, cond_dim] for adaLN-Zero
   KVCache* cache = nullptr;
 };
 
@@ -106,6 +107,7 @@ class TransformerBlock : public Module {
 struct TransformerOptions {
   BlockOptions block;
   int64_t n_layer = 0;
+  bool final_norm_affine = true;  // false: a final norm without weight or bias (DiT's, modulated after it)
 };
 
 // The shared core: a stack of blocks and a final norm.
@@ -116,7 +118,7 @@ class Transformer : public Module {
   Tensor forward(const Tensor& x, const BlockInputs& in = {}, std::vector<KVCache>* caches = nullptr) const;
   TransformerOptions options;
   std::shared_ptr<ModuleList<TransformerBlock>> blocks;
-  std::shared_ptr<Module> norm;  // final LayerNorm or RMSNorm (plain in adaLN models too)
+  std::shared_ptr<Module> norm;  // final LayerNorm or RMSNorm (affine unless final_norm_affine is false)
 
  private:
   Tensor final_norm(const Tensor& x) const;

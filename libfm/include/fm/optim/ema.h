@@ -11,6 +11,12 @@ class EMA {
   EMA(const nn::Module& m, double decay);
   // shadow = decay * shadow + (1 - decay) * param, for every parameter.
   void update(const nn::Module& m);
+  // The same with diffusers' warm-up: decay min(decay, (1 + step) / (10 + step))
+  // at update number `step` (from 0), so early weights do not linger in short runs.
+  void update(const nn::Module& m, int64_t step);
+  // Exchanges the shadow and m's parameters (twice restores both): evaluation
+  // with the EMA weights, without a third copy.
+  void swap(nn::Module& m);
   // Copies the shadow weights into m's parameters (e.g. for sampling).
   void copy_to(nn::Module& m) const;
   double decay() const { return decay_; }

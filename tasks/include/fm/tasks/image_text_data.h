@@ -2,6 +2,7 @@
 // Image-text data for the tasks that read it (clip; captioning and
 // text-to-image later): opening a source from a recipe's data key, and the
 // transform from a sample to model inputs.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ data::Transform image_text_transform(const ImageTransformOptions& image, const t
 // and the end-of-text position.
 std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
                                             int64_t context_length);
+
+// Runs f on consecutive batches of the first `limit` samples of source (0:
+// all), in order, transformed in the calling thread.
+void for_each_batch(const data::ImageTextSource& source, const data::Transform& transform, int64_t batch_size,
+                    int64_t limit, const std::function<void(const data::LoaderBatch&)>& f);
 
 // The tokenizer file, or bytes + <|endoftext|> when path is empty.
 text::BpeTokenizer caption_tokenizer(const std::string& path);

@@ -1,0 +1,138 @@
+// fm generate image --run DIR --prompt TEXT [--n 16] --out x.png
+// fm generate image --run DIR --prompts captions.jsonl --out DIR
+// Everything is generated before anything is written, so a bad prompt or a
+// failure midway leaves no partial output; each file is written atomically.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "../commands.h"
+#include "fm/error.h"
+#include "fm/image/image.h"
+#include "fm/image/transforms.h"
+#include "fm/tasks/diffusion.h"
+#include "fm/train/recipe.h"
+#include "../options.h"
+
+namespace fm::app {
+namespace fs = std::filesystem;
+namespace {
+
+struct PromptLine {
+  std::string file, caption;
+};
+
+// The shapes spec's captions.jsonl: {"file": ..., "caption": ...} per line.
+std::vector<PromptLine> read_prompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) error("generate image: cannot read --prompts ", path);
+  std::vector<PromptLine> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception& e) {
+      error("generate image: ", path, ":", n, ": not JSON (", e.what(), ")");
+    }
+    if (!j.is_object() || !j.contains("file") || !j.contains("caption") || !j["file"].is_string() ||
+        !j["caption"].is_string())
+      error("generate image: ", path, ":", n, ": expected {\"file\": ..., \"caption\": ...}");
+    const std::string file = j["file"];
+    if (file.empty() || fs::path(file).is_absolute() || file.find("..") != std::string::npos)
+      error("generate image: ", path, ":", n, ": 'file' must be a relative path inside --out, got '", file, "'");
+    out.push_back({file, j["caption"]});
+  }
+  if (out.empty()) error("generate image: ", path, " holds no prompts");
+  return out;
+}
+
+void check_writable_dir(const fs::path& dir, const std::string& what) {
+  if (!fs::is_directory(dir)) error("generate image: ", what, " ", dir.string(), " is not a directory");
+  if (access(dir.c_str(), W_OK) != 0) error("generate image: ", what, " ", dir.string(), " is not writable");
+}
+
+}  // namespace
+
+int cmd_generate_image(const std::vector<std::string>& args) {
+  Flags f("usage: fm generate image --run DIR (--prompt TEXT --out FILE.png | --prompts captions.jsonl --out DIR) [options]\n\n"
+          "Generates images with the newest checkpoint (EMA weights when kept) of a diffusion run.\n"
+          "With --n > 1 one prompt gives a grid; --prompts writes one PNG per line under its 'file' name.");
+  f.option("run", "", "run directory made by fm train (task.kind = diffusion)")
+      .option("prompt", "\n", "what the image should show")
+      .option("prompts", "", "a captions.jsonl ({\"file\", \"caption\"} per line) instead of --prompt")
+      .option("out", "", "the PNG to write (--prompt), or the folder (--prompts)")
+      .option("n", "1", "images of the prompt, in a grid (--prompt only)")
+      .option("steps", "", "sampling steps (default: the run's diffusion.steps)")
+      .option("sampler", "", "ddpm, ddim, euler, heun, dpmpp_2m, flow_euler, flow_heun (default: the run's)")
+      .option("cfg", "", "classifier-free guidance scale, >= 0 (default: the run's diffusion.cfg)")
+      .option("seed", "1", "noise seed")
+      .option("batch", "64", "images generated at once")
+      .option("device", "cpu", "cpu or cuda");
+  if (!f.parse(args)) return 0;
+  const std::string dir = f.get("run"), out = f.get("out"), prompt = f.get("prompt"), prompts_file = f.get("prompts");
+  if (dir.empty()) error("generate image: --run DIR is required");
+  if (out.empty()) error("generate image: --out is required");
+  const bool has_prompt = prompt != "\n";
+  if (has_prompt == !prompts_file.empty()) error("generate image: give --prompt TEXT or --prompts FILE, one of them");
+  if (has_prompt && prompt.find_first_not_of(" \t\r\n") == std::string::npos) error("generate image: the prompt is empty");
+  const int64_t n = f.get_int("n"), batch = f.get_int("batch");
+  if (n < 1) error("generate image: --n must be at least 1, got ", n);
+  if (batch < 1) error("generate image: --batch must be at least 1, got ", batch);
+
+  // Everything that can be checked before the model loads is checked now.
+  const train::Config config = train::load_run_config(dir);
+  if (config.get_string("task.kind") != "diffusion")
+    error("generate image: ", dir, " is a '", config.get_string("task.kind"), "' run, not a diffusion run");
+  tasks::GenerateOptions o = tasks::generate_defaults(config);
+  if (!f.get("steps").empty()) o.steps = f.get_int("steps");
+  if (!f.get("sampler").empty()) o.sampler = f.get("sampler");
+  if (!f.get("cfg").empty()) o.cfg = f.get_double("cfg");
+  o.seed = uint64_t(f.get_int("seed"));
+  if (o.steps < 1) error("generate image: --steps must be at least 1, got ", o.steps);
+  if (!(o.cfg >= 0) || !std::isfinite(o.cfg)) error("generate image: --cfg must be a finite number >= 0, got ", f.get("cfg"));
+  std::vector<PromptLine> lines;
+  if (!prompts_file.empty()) {
+    lines = read_prompts(prompts_file);
+    check_writable_dir(out, "--out");
+  } else {
+    if (fs::path(out).extension() != ".png") error("generate image: --out ", out, " must name a .png file");
+    const fs::path parent = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
+    check_writable_dir(parent, "the folder of --out");
+  }
+
+  const auto run = tasks::load_text2image_run(dir, train::parse_device(f.get("device")));
+  std::fprintf(stderr, "fm generate image: %s step %lld, sampler %s, %lld steps, cfg %g\n", dir.c_str(),
+               (long long)run->step, o.sampler.c_str(), (long long)o.steps, o.cfg);
+  if (lines.empty()) {
+    const Tensor images = run->pipeline->generate(std::vector<std::string>(size_t(n), prompt), o);
+    const Tensor grid = n == 1 ? images.select(0, 0) : tasks::image_grid(images, int64_t(std::ceil(std::sqrt(double(n)))));
+    image::write(out, image::from_tensor(grid));
+    std::printf("%s\n", out.c_str());
+    return 0;
+  }
+  std::vector<image::Image> images;
+  for (size_t start = 0; start < lines.size(); start += size_t(batch)) {
+    std::vector<std::string> captions;
+    for (size_t i = start; i < std::min(lines.size(), start + size_t(batch)); ++i) captions.push_back(lines[i].caption);
+    tasks::GenerateOptions bo = o;
+    bo.seed = o.seed + start;
+    const Tensor x = run->pipeline->generate(captions, bo);
+    for (int64_t i = 0; i < x.size(0); ++i) images.push_back(image::from_tensor(x.select(0, i)));
+    std::fprintf(stderr, "generated %zu/%zu\n", images.size(), lines.size());
+  }
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const fs::path p = fs::path(out) / lines[i].file;
+    fs::create_directories(p.parent_path());
+    image::write(p.string(), images[i]);
+  }
+  std::printf("%zu images in %s\n", lines.size(), out.c_str());
+  return 0;
+}
+
+}  // namespace fm::app

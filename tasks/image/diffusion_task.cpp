@@ -1,0 +1,293 @@
+// [task] kind = diffusion: text-to-image with a DiT denoiser (DESIGN.md,
+// diffusion objective). Captions condition it through a caption encoder
+// trained with it or the frozen text tower of a CLIP run; condition dropout
+// teaches the unconditional model that classifier-free guidance needs.
+// Evaluated by a validation loss at fixed timesteps and noise, and by how
+// often generated images depict their captions (a checker independent of
+// the model).
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "fm/autograd.h"
+#include "fm/factory.h"
+#include "fm/image/image.h"
+#include "fm/image/transforms.h"
+#include "fm/ops.h"
+#include "fm/tasks/clip.h"
+#include "fm/tasks/diffusion.h"
+#include "fm/tasks/image_text_data.h"
+#include "fm/train/recipe.h"
+#include "fm/train/task.h"
+
+namespace fm::tasks {
+namespace {
+
+void declare_diffusion_keys(train::Config& c) {
+  c.add_int("model.image_size", 32, "image side in pixels (images are resized and cropped to it)")
+      .add_int("model.channels", 3, "image channels: 3 (RGB) or 1 (luminance)")
+      .add_int("model.patch_size", 2, "DiT patch side")
+      .add_int("model.width", 256, "DiT width")
+      .add_int("model.layers", 6, "DiT blocks")
+      .add_int("model.heads", 4, "DiT heads")
+      .add_int("model.mlp_hidden", 0, "DiT MLP width (0: 4 x width)")
+      .add_bool("model.cross_attention", true, "DiT blocks attend to the caption's token features")
+      .add_bool("model.pooled", true, "the pooled caption joins the timestep embedding (adaLN)")
+      .add_string("model.text_encoder", "", "a CLIP run whose frozen text tower encodes captions (empty: train one)")
+      .add_int("model.vocab_size", 0, "caption vocabulary (0: the tokenizer's)")
+      .add_int("model.context_length", 24, "caption tokens, end-of-text included")
+      .add_int("model.text_width", 128, "caption encoder width (set from the CLIP run with text_encoder)")
+      .add_int("model.text_layers", 2, "caption encoder blocks")
+      .add_int("model.text_heads", 4, "caption encoder heads")
+      .add_int("model.pooled_dim", 0, "pooled caption width (0: text_width; the CLIP run's embed_dim with text_encoder)")
+      .add_string("diffusion.process", "flow", "ddpm (discrete noise schedule) or flow (rectified flow)")
+      .add_string("diffusion.schedule", "linear", "ddpm betas: linear, scaled_linear or cosine")
+      .add_int("diffusion.timesteps", 1000, "ddpm: training timesteps (flow: the timestep scale)")
+      .add_double("diffusion.beta_start", 1e-4, "ddpm: first beta")
+      .add_double("diffusion.beta_end", 0.02, "ddpm: last beta")
+      .add_string("diffusion.prediction", "", "epsilon, v_prediction, sample (x0) or velocity (empty: epsilon for ddpm, velocity for flow)")
+      .add_string("diffusion.t_sampling", "logit_normal", "flow: training times uniform or logit_normal")
+      .add_double("diffusion.logit_mean", 0.0, "flow: logit-normal mean")
+      .add_double("diffusion.logit_std", 1.0, "flow: logit-normal std")
+      .add_double("diffusion.shift", 1.0, "flow: timestep shift (SD3)")
+      .add_double("diffusion.min_snr_gamma", 0.0, "Min-SNR loss weighting gamma (0: none)")
+      .add_double("diffusion.cond_drop", 0.1, "probability a training caption is replaced by the empty one")
+      .add_string("diffusion.sampler", "", "ddpm, ddim, euler, heun, dpmpp_2m, flow_euler, flow_heun (empty: ddim or flow_euler)")
+      .add_int("diffusion.steps", 50, "sampling steps")
+      .add_double("diffusion.cfg", 4.0, "classifier-free guidance scale (1: none)")
+      .add_string("diffusion.timestep_spacing", "", "ddpm samplers: leading, linspace or trailing (empty: the sampler's diffusers default)")
+      .add_bool("diffusion.clip_sample", false, "ddpm/ddim: clip predicted images to [-1, 1]")
+      .add_double("diffusion.eta", 0.0, "ddim: noise (0: deterministic)")
+      .add_bool("diffusion.karras", true, "euler, heun, dpmpp_2m: Karras sigmas")
+      .add_string("data.train", "", "training pairs: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS")
+      .add_string("data.val", "", "held-out pairs: validation loss, sample prompts and adherence")
+      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (IDX captions)")
+      .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
+      .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
+      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
+      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
+      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
+      .add_bool("data.hflip", false, "random horizontal flips (not for captions with left/right)")
+      .add_string("data.mean", "0.5", "normalisation mean per channel (0.5: the [-1, 1] diffusion range)")
+      .add_string("data.std", "0.5", "normalisation std per channel")
+      .add_int("train.eval_samples", 512, "held-out images for the validation loss (0: all)")
+      .add_string("eval.checker", "", "judge of generated images: shapes (empty: none)")
+      .add_int("eval.images", 64, "captions of data.val generated and judged at each evaluation (0: all)")
+      .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
+}
+
+void resolve_diffusion(train::Config& c) {
+  if (const std::string clip_dir = c.get_string("model.text_encoder"); !clip_dir.empty()) {
+    const train::Config clip = train::load_run_config(clip_dir);
+    if (clip.get_string("task.kind") != "clip") error("config: model.text_encoder: ", clip_dir, " is not a clip run");
+    for (const char* k : {"data.tokenizer", "model.vocab_size", "model.context_length", "model.text_width",
+                          "model.text_layers", "model.text_heads"})
+      c.set(k, clip.text(k), "model.text_encoder");
+    c.set("model.pooled_dim", clip.text("model.embed_dim"), "model.text_encoder");
+  }
+  if (c.get_int("model.vocab_size") == 0)
+    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
+          "data.tokenizer");
+  if (c.get_int("model.pooled_dim") == 0) c.set("model.pooled_dim", c.text("model.text_width"), "model.text_width");
+  const bool flow = c.get_string("diffusion.process") == "flow";
+  if (c.get_string("diffusion.prediction").empty()) c.set("diffusion.prediction", flow ? "velocity" : "epsilon", "diffusion.process");
+  if (c.get_string("diffusion.sampler").empty()) c.set("diffusion.sampler", flow ? "flow_euler" : "ddim", "diffusion.process");
+}
+
+class DiffusionTask : public train::Task {
+ public:
+  explicit DiffusionTask(const train::Config& c)
+      : cfg_(c), tokenizer_(caption_tokenizer(c.get_string("data.tokenizer"))), diffusion_(diffusion_options(c)) {}
+
+  void build(const train::RunContext& ctx) override {
+    device_ = ctx.device;
+    B_ = cfg_.get_int("train.batch_size");
+    flow_ = diffusion_.options().process == "flow";
+    cond_drop_ = cfg_.get_double("diffusion.cond_drop");
+    if (cond_drop_ < 0 || cond_drop_ >= 1) error("config: key 'diffusion.cond_drop' must be in [0, 1), got ", cond_drop_);
+    const uint64_t seed = uint64_t(cfg_.get_int("train.seed"));
+    manual_seed(seed);
+    noise_gen_.manual_seed(seed * 2 + 1);
+    drop_gen_.manual_seed(seed * 2 + 2);
+    objectives::make_sampler(cfg_.get_string("diffusion.sampler"), sampler_options(cfg_));  // a bad name fails now
+    const std::string clip_dir = cfg_.get_string("model.text_encoder");
+    CaptionEncoderOptions text{cfg_.get_int("model.vocab_size"), cfg_.get_int("model.context_length"),
+                               cfg_.get_int("model.text_width"), cfg_.get_int("model.text_layers"),
+                               cfg_.get_int("model.text_heads")};
+    model_ = std::make_unique<TextToImage>(dit_options(cfg_), clip_dir.empty() ? &text : nullptr);
+    if (!clip_dir.empty()) {
+      frozen_ = std::move(load_clip_run(clip_dir).model);
+      frozen_->to(device_);
+    }
+    auto [null_ids, null_eot] = tokenize_caption(tokenizer_, "", text.context_length);
+    null_ids_ = null_ids.unsqueeze(0);
+    null_eot_ = null_eot;
+    const auto& o = model_->dit->options;
+    if (!ctx.open_data) {
+      bench_images_ = randn({B_, o.channels, o.image_size, o.image_size}).to(device_);
+      bench_ids_ = randint(0, text.vocab_size, {B_, text.context_length}).to(device_);
+      bench_eot_ = full({B_}, double(text.context_length - 1), DType::i64).to(device_);
+      return;
+    }
+    classes_ = parse_class_list(cfg_.get_string("data.classes"));
+    ImageTransformOptions io = image_transform_options(cfg_);
+    const auto templates = caption_templates(cfg_);
+    train_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
+    io.random_crop = io.hflip = false;
+    eval_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
+    data::LoaderOptions lo;
+    lo.batch_size = B_;
+    lo.workers = int(cfg_.get_int("data.workers"));
+    lo.seed = seed;
+    train_.emplace(open_image_text(cfg_.get_string("data.train"), classes_), train_transform_, lo);
+    if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, classes_);
+  }
+
+  nn::Module& model() override { return *model_; }
+
+  train::StepOutput train_step() override {
+    const data::LoaderBatch b = train_->next();
+    const auto messages = train_->skip_messages();
+    for (; reported_skips_ < messages.size(); ++reported_skips_)
+      std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
+    Tensor ids = b.tensors.at("text"), eot = b.tensors.at("eot");
+    const int64_t dropped = drop_captions(ids, eot);
+    const objectives::Noised n = diffusion_.add_noise(b.tensors.at("image").to(device_), noise_gen_);
+    Tensor loss = diffusion_.loss(model_->denoise(n.x_t, n.timesteps, captions(ids.to(device_), eot.to(device_))), n);
+    return {loss, {{"cond_dropped", double(dropped) / double(ids.size(0))}, {"skipped", double(b.skipped)}}};
+  }
+
+  train::StepOutput bench_step() override {
+    const objectives::Noised n = diffusion_.add_noise(bench_images_, noise_gen_);
+    return {diffusion_.loss(model_->denoise(n.x_t, n.timesteps, captions(bench_ids_, bench_eot_)), n), {}};
+  }
+
+  std::map<std::string, double> evaluate() override {
+    std::map<std::string, double> out;
+    if (!val_) return out;
+    out["val_loss"] = validation_loss();
+    if (const std::string checker = cfg_.get_string("eval.checker"); !checker.empty()) {
+      const auto a = adherence(pipeline(), *val_, checker, cfg_.get_int("eval.images"), B_, generate_defaults(cfg_));
+      out.insert(a.begin(), a.end());
+    }
+    return out;
+  }
+
+  void write_samples(int64_t step, train::SampleSink& sink) override {
+    if (!val_) return;
+    std::vector<std::string> prompts;
+    const int64_t n = std::min(cfg_.get_int("eval.samples"), val_->size());
+    for (int64_t i = 0; i < n; ++i) prompts.push_back(val_->read(i).caption);
+    if (prompts.empty()) return;
+    const Tensor grid = image_grid(pipeline().generate(prompts, generate_defaults(cfg_)), 4);
+    const image::Image img = image::from_tensor(grid);
+    sink.image_png("samples", image::encode_png(img), img.height, img.width);
+    std::string text;
+    for (size_t i = 0; i < prompts.size(); ++i) text += std::to_string(i) + ": " + prompts[i] + "\n";
+    sink.text("prompts", text);
+  }
+
+  int64_t batch_samples() const override { return B_; }
+  std::string sample_unit() const override { return "img"; }
+  double flops_per_sample() const override {
+    const double L = double(cfg_.get_int("model.context_length"));
+    return dit_flops_per_image(model_->dit->options, int64_t(L)) +
+           (model_->text ? 6.0 * double(model_->text->num_parameters()) * L : 0.0);
+  }
+
+  train::TaskState state() const override {
+    return {{{"train", train_ ? train_->position() : 0}}, {{"noise", noise_gen_.state()}, {"cond_drop", drop_gen_.state()}}, {}};
+  }
+  void load_state(const train::TaskState& s) override {
+    if (auto it = s.positions.find("train"); it != s.positions.end() && train_) train_->set_position(it->second);
+    if (auto it = s.rngs.find("noise"); it != s.rngs.end()) noise_gen_.set_state(it->second);
+    if (auto it = s.rngs.find("cond_drop"); it != s.rngs.end()) drop_gen_.set_state(it->second);
+  }
+
+ private:
+  CaptionFeatures captions(const Tensor& ids, const Tensor& eot) const {
+    if (!frozen_) return model_->text->forward(ids, eot);
+    NoGradGuard ng;  // the CLIP tower stays as trained
+    return clip_caption_features(*frozen_, ids, eot);
+  }
+
+  // Condition dropout: each row becomes the empty caption with probability
+  // diffusion.cond_drop. Returns how many did.
+  int64_t drop_captions(Tensor& ids, Tensor& eot) {
+    if (cond_drop_ <= 0) return 0;
+    const std::vector<float> u = rand({ids.size(0)}, TensorOptions(DType::f32), &drop_gen_).to_vector<float>();
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < ids.size(0); ++i) {
+      if (u[size_t(i)] >= cond_drop_) continue;
+      if (dropped++ == 0) ids = ids.clone(), eot = eot.clone();
+      ids.select(0, i).copy_(null_ids_.select(0, 0));
+      eot.select(0, i).fill_(double(null_eot_));
+    }
+    return dropped;
+  }
+
+  // The loss on the first train.eval_samples held-out images, each at a
+  // fixed time (evenly spread over the process) with fixed noise, so
+  // evaluations and runs compare.
+  double validation_loss() {
+    Generator gen(12345);
+    double sum = 0;
+    int64_t count = 0;
+    const int64_t limit = cfg_.get_int("train.eval_samples");
+    const int64_t total = limit > 0 ? std::min(limit, val_->size()) : val_->size();
+    for_each_batch(*val_, eval_transform_, B_, limit, [&](const data::LoaderBatch& b) {
+      const Tensor x0 = b.tensors.at("image").to(device_);
+      const int64_t n = x0.size(0);
+      std::vector<float> times(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        const double frac = (double(count + i) + 0.5) / double(total);  // evenly over (0, 1)
+        times[size_t(i)] = float(flow_ ? frac : std::floor(frac * double(diffusion_.options().num_train_timesteps)));
+      }
+      const Tensor noise = randn(x0.shape(), TensorOptions(DType::f32), &gen).to(device_);
+      const objectives::Noised nz = diffusion_.add_noise(x0, tensor(times).to(device_), noise);
+      const Tensor pred = model_->denoise(nz.x_t, nz.timesteps, captions(b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_)));
+      sum += diffusion_.loss(pred, nz).item() * double(n);
+      count += n;
+    });
+    return count ? sum / double(count) : NAN;
+  }
+
+  TextToImagePipeline& pipeline() {
+    if (!pipeline_) pipeline_ = std::make_unique<TextToImagePipeline>(cfg_, *model_, frozen_.get(), tokenizer_, device_);
+    return *pipeline_;
+  }
+
+  const train::Config& cfg_;
+  text::BpeTokenizer tokenizer_;
+  objectives::Diffusion diffusion_;
+  Device device_;
+  int64_t B_ = 0;
+  double cond_drop_ = 0;
+  bool flow_ = false;
+  Generator noise_gen_, drop_gen_;
+  std::unique_ptr<TextToImage> model_;
+  std::unique_ptr<CLIP> frozen_;
+  std::unique_ptr<TextToImagePipeline> pipeline_;
+  Tensor null_ids_;
+  int64_t null_eot_ = 0;
+  std::vector<std::string> classes_;
+  data::Transform train_transform_, eval_transform_;
+  std::optional<data::DataLoader> train_;
+  std::shared_ptr<const data::ImageTextSource> val_;
+  size_t reported_skips_ = 0;
+  Tensor bench_images_, bench_ids_, bench_eot_;
+};
+
+const train::TaskRegistrar registrar{{
+    "diffusion",
+    "text-to-image: a DiT denoiser conditioned on captions, trained with a diffusion or flow-matching loss",
+    declare_diffusion_keys,
+    resolve_diffusion,
+    {"model.image_size", "model.channels", "model.patch_size", "model.width", "model.layers", "model.heads",
+     "model.mlp_hidden", "model.cross_attention", "model.pooled", "model.text_encoder", "model.vocab_size",
+     "model.context_length", "model.text_width", "model.text_layers", "model.text_heads", "model.pooled_dim"},
+    [](const train::Config& c) { return std::make_unique<DiffusionTask>(c); },
+}};
+
+}  // namespace
+}  // namespace fm::tasks

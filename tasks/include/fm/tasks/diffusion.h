@@ -1,0 +1,75 @@
+#pragma once
+// The `diffusion` kind's pieces for programs that use a run (fm generate
+// image, fm eval, apps/examples/text2image.cpp): options from a config,
+// loading a run, prompts to images, and adherence judged by a checker that
+// shares nothing with the model.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fm/data/image_text.h"
+#include "fm/tasks/clip_model.h"
+#include "fm/tasks/text2image.h"
+#include "fm/text/bpe.h"
+#include "fm/train/config.h"
+
+namespace fm::tasks {
+
+DiTOptions dit_options(const train::Config& c);
+objectives::DiffusionOptions diffusion_options(const train::Config& c);
+objectives::SamplerOptions sampler_options(const train::Config& c);
+// The run's sampler, steps and guidance scale (diffusion.sampler, ...).
+GenerateOptions generate_defaults(const train::Config& c);
+
+// Prompts to images with a model and its caption encoder (the live model of
+// a training run, or a loaded one).
+class TextToImagePipeline {
+ public:
+  TextToImagePipeline(const train::Config& config, const TextToImage& model, const CLIP* frozen_text,
+                      const text::BpeTokenizer& tokenizer, Device device);
+  // [N, C, H, W] f32 in [0, 1]. Errors name an empty prompt or one longer
+  // than the context (model.context_length tokens, end-of-text included).
+  Tensor generate(const std::vector<std::string>& prompts, const GenerateOptions& o) const;
+  const train::Config& config() const { return config_; }
+
+ private:
+  const train::Config& config_;
+  const TextToImage& model_;
+  const CLIP* frozen_;
+  const text::BpeTokenizer& tokenizer_;
+  Device device_;
+  int64_t context_length_ = 0;
+};
+
+// A trained run: config, weights (EMA ones when saved), the frozen CLIP text
+// tower when the run used one, and a pipeline over them.
+struct TextToImageRun {
+  train::Config config;
+  std::unique_ptr<TextToImage> model;
+  std::unique_ptr<CLIP> frozen_text;
+  std::unique_ptr<text::BpeTokenizer> tokenizer;
+  std::unique_ptr<TextToImagePipeline> pipeline;
+  int64_t step = 0;
+};
+// Errors name the run when it is not a diffusion run or has no checkpoint.
+std::unique_ptr<TextToImageRun> load_text2image_run(const std::string& run_dir, Device device = Device::cpu());
+
+// Images [N, C, H, W] in [0, 1] -> one grid [C, rows * (H + pad) + pad, ...]
+// with `columns` images a row (torchvision's make_grid, padding value 0).
+Tensor image_grid(const Tensor& images, int64_t columns, int64_t padding = 2);
+
+// How often generated images depict their captions, by a checker
+// independent of the model: "shapes" (section 11 of the captioned-shapes
+// spec: fm/data/shapes_checker.h). Generates for the first `limit` captions
+// of `source` (0: all), `batch` at a time, seeds from o.seed. Returns
+// "adherence" over all, "adherence_heldout" over captions naming a held-out
+// colour-type pair, and their counts ("adherence_n", "adherence_heldout_n");
+// "adherence_colour": images where every captioned colour is detected (the
+// first thing a model learns; a coarse check for short runs).
+// `failures` (optional) collects "caption: reason" of the first misses.
+std::map<std::string, double> adherence(const TextToImagePipeline& p, const data::ImageTextSource& source,
+                                        const std::string& checker, int64_t limit, int64_t batch,
+                                        const GenerateOptions& o, std::vector<std::string>* failures = nullptr);
+
+}  // namespace fm::tasks
