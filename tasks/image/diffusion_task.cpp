@@ -71,7 +71,7 @@ void declare_diffusion_keys(train::Config& c) {
       .add_string("data.mean", "0.5", "normalisation mean per channel (0.5: the [-1, 1] diffusion range)")
       .add_string("data.std", "0.5", "normalisation std per channel")
       .add_int("train.eval_samples", 512, "held-out images for the validation loss (0: all)")
-      .add_string("eval.checker", "", "judge of generated images: shapes (empty: none)")
+      .add_string("eval.checker", "", "judge of generated images: shapes, or fashion-mnist (a classifier trained on data.train) (empty: none)")
       .add_int("eval.images", 64, "captions of data.val generated and judged at each evaluation (0: all)")
       .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
 }
@@ -166,7 +166,20 @@ class DiffusionTask : public train::Task {
     std::map<std::string, double> out;
     if (!val_) return out;
     out["val_loss"] = validation_loss();
-    if (const std::string checker = cfg_.get_string("eval.checker"); !checker.empty()) {
+    const std::string checker = cfg_.get_string("eval.checker");
+    if (checker == "fashion-mnist") {
+      if (classes_.empty()) error("config: eval.checker = fashion-mnist needs data.classes");
+      if (!judge_) {  // trained once per process on the real training set, then validated on data.val
+        judge_ = std::make_unique<ClassJudge>(*open_image_text(cfg_.get_string("data.train"), classes_), eval_transform_,
+                                              int64_t(classes_.size()));
+        judge_figures_ = {{"judge_accuracy", judge_->accuracy(*val_, eval_transform_, 0)},
+                          {"judge_wrong_caption_accept", judge_->accuracy(*val_, eval_transform_, 0, 1)}};
+      }
+      out.insert(judge_figures_.begin(), judge_figures_.end());
+      const int64_t per_class = std::max<int64_t>(1, cfg_.get_int("eval.images") / int64_t(classes_.size()));
+      const auto a = class_adherence(pipeline(), *judge_, classes_, per_class, B_, generate_defaults(cfg_));
+      out.insert(a.begin(), a.end());
+    } else if (!checker.empty()) {
       const auto a = adherence(pipeline(), *val_, checker, cfg_.get_int("eval.images"), B_, generate_defaults(cfg_));
       out.insert(a.begin(), a.end());
     }
@@ -179,7 +192,8 @@ class DiffusionTask : public train::Task {
     const int64_t n = std::min(cfg_.get_int("eval.samples"), val_->size());
     for (int64_t i = 0; i < n; ++i) prompts.push_back(val_->read(i).caption);
     if (prompts.empty()) return;
-    const Tensor grid = image_grid(pipeline().generate(prompts, generate_defaults(cfg_)), 4);
+    int64_t truncated = 0;  // captions cut to the context, as training cuts them
+    const Tensor grid = image_grid(pipeline().generate(prompts, generate_defaults(cfg_), &truncated), 4);
     const image::Image img = image::from_tensor(grid);
     sink.image_png("samples", image::encode_png(img), img.height, img.width);
     std::string text;
@@ -268,6 +282,8 @@ class DiffusionTask : public train::Task {
   std::unique_ptr<TextToImage> model_;
   std::unique_ptr<CLIP> frozen_;
   std::unique_ptr<TextToImagePipeline> pipeline_;
+  std::unique_ptr<ClassJudge> judge_;
+  std::map<std::string, double> judge_figures_;
   Tensor null_ids_;
   int64_t null_eot_ = 0;
   std::vector<std::string> classes_;

@@ -73,14 +73,16 @@ TextToImagePipeline::TextToImagePipeline(const train::Config& config, const Text
     : config_(config), model_(model), frozen_(frozen_text), tokenizer_(tokenizer), device_(device),
       context_length_(config.get_int("model.context_length")) {}
 
-Tensor TextToImagePipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& o) const {
+Tensor TextToImagePipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& o,
+                                     int64_t* truncated) const {
   if (prompts.empty()) error("generate: no prompts");
   std::vector<Tensor> rows;
   std::vector<int64_t> eots;
   for (const auto& p : prompts) {
     if (p.find_first_not_of(" \t\r\n") == std::string::npos) error("generate: the prompt is empty");
     const size_t n = tokenizer_.encode(p).size();
-    if (int64_t(n) + 1 > context_length_)
+    if (int64_t(n) + 1 > context_length_ && truncated) ++*truncated;
+    else if (int64_t(n) + 1 > context_length_)
       error("generate: the prompt '", p, "' is ", n, " tokens; the model reads at most ", context_length_ - 1,
             " (model.context_length ", context_length_, " with end-of-text)");
     auto [ids, eot] = tokenize_caption(tokenizer_, p, context_length_);
@@ -140,13 +142,13 @@ std::map<std::string, double> adherence(const TextToImagePipeline& p, const data
                                         const GenerateOptions& o, std::vector<std::string>* failures) {
   if (checker != "shapes") error("adherence: unknown checker '", checker, "' (known: shapes)");
   const int64_t n = limit > 0 ? std::min(limit, source.size()) : source.size();
-  int64_t ok = 0, held = 0, held_ok = 0, colour_ok = 0;
+  int64_t ok = 0, held = 0, held_ok = 0, colour_ok = 0, truncated = 0;
   for (int64_t start = 0; start < n; start += batch) {
     std::vector<std::string> captions;
     for (int64_t i = start; i < std::min(n, start + batch); ++i) captions.push_back(source.read(i).caption);
     GenerateOptions bo = o;
     bo.seed = o.seed + uint64_t(start);  // each batch its own noise, the same for every run
-    const Tensor images = p.generate(captions, bo).to(Device::cpu());
+    const Tensor images = p.generate(captions, bo, &truncated).to(Device::cpu());
     for (size_t i = 0; i < captions.size(); ++i) {
       const image::Image img = image::from_tensor(images.select(0, int64_t(i)));
       if (img.channels != 3 || img.height != img.width) error("adherence: the shapes checker needs square RGB images");
@@ -166,7 +168,8 @@ std::map<std::string, double> adherence(const TextToImagePipeline& p, const data
   }
   std::map<std::string, double> out{{"adherence", n ? double(ok) / double(n) : 0.0}, {"adherence_n", double(n)},
                                     {"adherence_colour", n ? double(colour_ok) / double(n) : 0.0},
-                                    {"adherence_heldout_n", double(held)}};
+                                    {"adherence_heldout_n", double(held)},
+                                    {"adherence_truncated", double(truncated)}};
   if (held) out["adherence_heldout"] = double(held_ok) / double(held);
   return out;
 }

@@ -96,6 +96,7 @@ int cmd_generate_image(const std::vector<std::string>& args) {
   o.seed = uint64_t(f.get_int("seed"));
   if (o.steps < 1) error("generate image: --steps must be at least 1, got ", o.steps);
   if (!(o.cfg >= 0) || !std::isfinite(o.cfg)) error("generate image: --cfg must be a finite number >= 0, got ", f.get("cfg"));
+  objectives::make_sampler(o.sampler, tasks::sampler_options(config));  // an unknown name fails before the model loads
   std::vector<PromptLine> lines;
   if (!prompts_file.empty()) {
     lines = read_prompts(prompts_file);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fm/data/image_text.h"
+#include "fm/data/loader.h"
 #include "fm/tasks/clip_model.h"
 #include "fm/tasks/text2image.h"
 #include "fm/text/bpe.h"
@@ -28,9 +29,12 @@ class TextToImagePipeline {
  public:
   TextToImagePipeline(const train::Config& config, const TextToImage& model, const CLIP* frozen_text,
                       const text::BpeTokenizer& tokenizer, Device device);
-  // [N, C, H, W] f32 in [0, 1]. Errors name an empty prompt or one longer
-  // than the context (model.context_length tokens, end-of-text included).
-  Tensor generate(const std::vector<std::string>& prompts, const GenerateOptions& o) const;
+  // [N, C, H, W] f32 in [0, 1]. Errors name an empty prompt, and one longer
+  // than the context (model.context_length tokens, end-of-text included)
+  // unless `truncated` is given: then such prompts are cut as training cuts
+  // its captions, and counted there.
+  Tensor generate(const std::vector<std::string>& prompts, const GenerateOptions& o,
+                  int64_t* truncated = nullptr) const;
   const train::Config& config() const { return config_; }
 
  private:
@@ -64,12 +68,46 @@ Tensor image_grid(const Tensor& images, int64_t columns, int64_t padding = 2);
 // spec: fm/data/shapes_checker.h). Generates for the first `limit` captions
 // of `source` (0: all), `batch` at a time, seeds from o.seed. Returns
 // "adherence" over all, "adherence_heldout" over captions naming a held-out
-// colour-type pair, and their counts ("adherence_n", "adherence_heldout_n");
+// colour-type pair, and their counts ("adherence_n", "adherence_heldout_n",
+// "adherence_truncated": captions longer than the context, cut as in training);
 // "adherence_colour": images where every captioned colour is detected (the
 // first thing a model learns; a coarse check for short runs).
 // `failures` (optional) collects "caption: reason" of the first misses.
 std::map<std::string, double> adherence(const TextToImagePipeline& p, const data::ImageTextSource& source,
                                         const std::string& checker, int64_t limit, int64_t batch,
                                         const GenerateOptions& o, std::vector<std::string>* failures = nullptr);
+
+struct ClassJudgeOptions {
+  int64_t hidden = 512, epochs = 2, batch_size = 128;
+  int64_t limit = 0;  // training samples (0: all)
+  double lr = 1e-3;
+  uint64_t seed = 7;
+};
+
+// The judge of class-conditional generations: an MLP classifier trained on
+// a labelled source (Fashion-MNIST's training set) through `transform`
+// (images in the data range [-1, 1]). It shares nothing with the generator.
+class ClassJudge {
+ public:
+  ClassJudge(const data::ImageTextSource& train, const data::Transform& transform, int64_t num_classes,
+             const ClassJudgeOptions& o = {});
+  // images [N, C, H, W] in [-1, 1] -> class per image.
+  std::vector<int64_t> classify(const Tensor& images) const;
+  // How often it names the labelled class of the first `limit` samples (0:
+  // all); with shift k, how often it names class (label + k) mod K instead,
+  // i.e. accepts a wrong caption.
+  double accuracy(const data::ImageTextSource& source, const data::Transform& transform, int64_t limit,
+                  int64_t shift = 0) const;
+
+ private:
+  struct Net;
+  std::shared_ptr<Net> net_;
+};
+
+// Generates `per_class` images of each class name and returns "adherence",
+// how often the judge names the prompted class, and "adherence_n".
+std::map<std::string, double> class_adherence(const TextToImagePipeline& p, const ClassJudge& judge,
+                                              const std::vector<std::string>& classes, int64_t per_class,
+                                              int64_t batch, const GenerateOptions& o);
 
 }  // namespace fm::tasks
