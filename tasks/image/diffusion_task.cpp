@@ -7,6 +7,7 @@
 // the model).
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <optional>
 
 #include "fm/autograd.h"
@@ -14,6 +15,7 @@
 #include "fm/image/image.h"
 #include "fm/image/transforms.h"
 #include "fm/ops.h"
+#include "fm/tasks/autoencoder.h"
 #include "fm/tasks/clip.h"
 #include "fm/tasks/diffusion.h"
 #include "fm/tasks/image_text_data.h"
@@ -40,6 +42,10 @@ void declare_diffusion_keys(train::Config& c) {
       .add_int("model.text_layers", 2, "caption encoder blocks")
       .add_int("model.text_heads", 4, "caption encoder heads")
       .add_int("model.pooled_dim", 0, "pooled caption width (0: text_width; the CLIP run's embed_dim with text_encoder)")
+      .add_string("model.autoencoder", "", "an autoencoder run: the DiT denoises its latents (empty: pixels)")
+      .add_int("model.latent_channels", 0, "latent channels (set from model.autoencoder; 0: pixel space)")
+      .add_int("model.latent_size", 0, "latent side (set from model.autoencoder)")
+      .add_double("model.latent_scale", 0.0, "latents are multiplied by this (0: 1 / latent_std of the autoencoder run's last evaluation)")
       .add_string("diffusion.process", "flow", "ddpm (discrete noise schedule) or flow (rectified flow)")
       .add_string("diffusion.schedule", "linear", "ddpm betas: linear, scaled_linear or cosine")
       .add_int("diffusion.timesteps", 1000, "ddpm: training timesteps (flow: the timestep scale)")
@@ -76,7 +82,37 @@ void declare_diffusion_keys(train::Config& c) {
       .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
 }
 
+// The last value of `key` in a run's metrics.jsonl, or NaN.
+double last_metric(const std::string& run_dir, const std::string& key) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  double value = NAN;
+  const std::string needle = "\"" + key + "\":";
+  for (std::string line; std::getline(in, line);)
+    if (const size_t at = line.find(needle); at != std::string::npos) value = std::strtod(line.c_str() + at + needle.size(), nullptr);
+  return value;
+}
+
+// Latent diffusion: the DiT's input is the autoencoder's latents, scaled to
+// unit variance as SD's scaling_factor does.
+void resolve_latents(train::Config& c) {
+  const std::string ae_dir = c.get_string("model.autoencoder");
+  if (ae_dir.empty()) return;
+  const train::Config ae = train::load_run_config(ae_dir);
+  if (ae.get_string("task.kind") != "autoencoder") error("config: model.autoencoder: ", ae_dir, " is not an autoencoder run");
+  for (const char* k : {"model.image_size", "model.channels"})
+    if (ae.get_int(k) != c.get_int(k))
+      error("config: ", k, " is ", c.get_int(k), " but the autoencoder run ", ae_dir, " was trained with ", ae.get_int(k));
+  const AutoencoderOptions o = autoencoder_options(ae);
+  c.set("model.latent_channels", std::to_string(o.latent_channels), "model.autoencoder");
+  c.set("model.latent_size", std::to_string(o.image_size >> (o.channel_mult.size() - 1)), "model.autoencoder");
+  if (c.get_double("model.latent_scale") > 0) return;
+  const double sd = last_metric(ae_dir, "latent_std");
+  if (!(sd > 0)) error("config: model.autoencoder: ", ae_dir, "/metrics.jsonl holds no latent_std (train it to an evaluation first)");
+  c.set("model.latent_scale", std::to_string(1.0 / sd), "model.autoencoder");
+}
+
 void resolve_diffusion(train::Config& c) {
+  resolve_latents(c);
   if (const std::string clip_dir = c.get_string("model.text_encoder"); !clip_dir.empty()) {
     const train::Config clip = train::load_run_config(clip_dir);
     if (clip.get_string("task.kind") != "clip") error("config: model.text_encoder: ", clip_dir, " is not a clip run");
@@ -119,6 +155,11 @@ class DiffusionTask : public train::Task {
       frozen_ = std::move(load_clip_run(clip_dir).model);
       frozen_->to(device_);
     }
+    if (const std::string ae = cfg_.get_string("model.autoencoder"); !ae.empty()) {
+      autoencoder_ = load_autoencoder_run(ae);
+      autoencoder_->to(device_);
+      latent_scale_ = cfg_.get_double("model.latent_scale");
+    }
     auto [null_ids, null_eot] = tokenize_caption(tokenizer_, "", text.context_length);
     null_ids_ = null_ids.unsqueeze(0);
     null_eot_ = null_eot;
@@ -152,7 +193,7 @@ class DiffusionTask : public train::Task {
       std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
     Tensor ids = b.tensors.at("text"), eot = b.tensors.at("eot");
     const int64_t dropped = drop_captions(ids, eot);
-    const objectives::Noised n = diffusion_.add_noise(b.tensors.at("image").to(device_), noise_gen_);
+    const objectives::Noised n = diffusion_.add_noise(to_x0(b.tensors.at("image").to(device_)), noise_gen_);
     Tensor loss = diffusion_.loss(model_->denoise(n.x_t, n.timesteps, captions(ids.to(device_), eot.to(device_))), n);
     return {loss, {{"cond_dropped", double(dropped) / double(ids.size(0))}, {"skipped", double(b.skipped)}}};
   }
@@ -219,6 +260,14 @@ class DiffusionTask : public train::Task {
   }
 
  private:
+  // What the DiT denoises: the images, or their latents (posterior means,
+  // scaled) under a frozen autoencoder.
+  Tensor to_x0(const Tensor& images) const {
+    if (!autoencoder_) return images;
+    NoGradGuard ng;
+    return autoencoder_->encode(images).mean * latent_scale_;
+  }
+
   CaptionFeatures captions(const Tensor& ids, const Tensor& eot) const {
     if (!frozen_) return model_->text->forward(ids, eot);
     NoGradGuard ng;  // the CLIP tower stays as trained
@@ -250,7 +299,7 @@ class DiffusionTask : public train::Task {
     const int64_t limit = cfg_.get_int("train.eval_samples");
     const int64_t total = limit > 0 ? std::min(limit, val_->size()) : val_->size();
     for_each_batch(*val_, eval_transform_, B_, limit, [&](const data::LoaderBatch& b) {
-      const Tensor x0 = b.tensors.at("image").to(device_);
+      const Tensor x0 = to_x0(b.tensors.at("image").to(device_));
       const int64_t n = x0.size(0);
       std::vector<float> times(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {
@@ -267,7 +316,7 @@ class DiffusionTask : public train::Task {
   }
 
   TextToImagePipeline& pipeline() {
-    if (!pipeline_) pipeline_ = std::make_unique<TextToImagePipeline>(cfg_, *model_, frozen_.get(), tokenizer_, device_);
+    if (!pipeline_) pipeline_ = std::make_unique<TextToImagePipeline>(cfg_, *model_, frozen_.get(), autoencoder_.get(), tokenizer_, device_);
     return *pipeline_;
   }
 
@@ -281,6 +330,8 @@ class DiffusionTask : public train::Task {
   Generator noise_gen_, drop_gen_;
   std::unique_ptr<TextToImage> model_;
   std::unique_ptr<CLIP> frozen_;
+  std::unique_ptr<Autoencoder> autoencoder_;
+  double latent_scale_ = 1;
   std::unique_ptr<TextToImagePipeline> pipeline_;
   std::unique_ptr<ClassJudge> judge_;
   std::map<std::string, double> judge_figures_;
@@ -301,7 +352,8 @@ const train::TaskRegistrar registrar{{
     resolve_diffusion,
     {"model.image_size", "model.channels", "model.patch_size", "model.width", "model.layers", "model.heads",
      "model.mlp_hidden", "model.cross_attention", "model.pooled", "model.text_encoder", "model.vocab_size",
-     "model.context_length", "model.text_width", "model.text_layers", "model.text_heads", "model.pooled_dim"},
+     "model.context_length", "model.text_width", "model.text_layers", "model.text_heads", "model.pooled_dim",
+     "model.autoencoder", "model.latent_channels", "model.latent_size"},
     [](const train::Config& c) { return std::make_unique<DiffusionTask>(c); },
 }};
 

@@ -131,16 +131,23 @@ std::vector<std::string> caption_templates(const train::Config& c) {
   return c.get_bool("data.templates") ? data::default_caption_templates() : std::vector<std::string>{};
 }
 
-data::Transform image_text_transform(const ImageTransformOptions& o, const text::BpeTokenizer& tokenizer,
-                                     int64_t context_length, std::vector<std::string> templates) {
-  for (const auto* v : {&o.mean, &o.std})
-    if (v->size() != 1 && int64_t(v->size()) != o.channels)
-      error("data: mean and std need 1 or ", o.channels, " values, got ", v->size());
-  std::vector<float> mean = o.mean, std = o.std;
-  mean.resize(size_t(o.channels), o.mean[0]);
-  std.resize(size_t(o.channels), o.std[0]);
-  return [=](const data::ImageTextSample& s, uint64_t seed) {
-    Generator gen(seed);  // this sample's own stream: augmentation is the same on any worker
+namespace {
+
+// The image half of the transforms: decode, crop or resize to o.size, maybe
+// flip, normalise. Augmentation draws from gen, the sample's own stream.
+struct ImagePipeline {
+  ImageTransformOptions o;
+  std::vector<float> channel_mean, channel_std;
+
+  explicit ImagePipeline(const ImageTransformOptions& opt) : o(opt), channel_mean(opt.mean), channel_std(opt.std) {
+    for (const auto* v : {&o.mean, &o.std})
+      if (v->size() != 1 && int64_t(v->size()) != o.channels)
+        error("data: mean and std need 1 or ", o.channels, " values, got ", v->size());
+    channel_mean.resize(size_t(o.channels), o.mean[0]);
+    channel_std.resize(size_t(o.channels), o.std[0]);
+  }
+
+  Tensor operator()(const data::ImageTextSample& s, Generator& gen) const {
     auto uniform = [&] { return rand({1}, {}, &gen).item(); };
     image::Image img = sample_image(s, o.channels);
     const int size = int(o.size);
@@ -151,13 +158,31 @@ data::Transform image_text_transform(const ImageTransformOptions& o, const text:
       img = image::center_crop(image::resize_shorter(img, size), size, size);
     }
     if (o.hflip && uniform() < 0.5) img = image::hflip(img);
+    return image::to_tensor(img, channel_mean, channel_std);
+  }
+};
+
+}  // namespace
+
+data::Transform image_text_transform(const ImageTransformOptions& o, const text::BpeTokenizer& tokenizer,
+                                     int64_t context_length, std::vector<std::string> templates) {
+  const ImagePipeline pipeline(o);
+  return [=](const data::ImageTextSample& s, uint64_t seed) {
+    Generator gen(seed);  // this sample's own stream: augmentation is the same on any worker
+    Tensor image = pipeline(s, gen);
     std::string caption = s.caption;
     // The caption is a class name; the template is chosen from the sample seed too.
     if (!templates.empty()) caption = data::class_caption(s.caption, seed >> 1, templates);
     auto [ids, eot] = tokenize_caption(tokenizer, caption, context_length);
-    return data::Example{{"image", image::to_tensor(img, mean, std)},
-                         {"text", ids},
-                         {"eot", scalar_tensor(double(eot), DType::i64)}};
+    return data::Example{{"image", image}, {"text", ids}, {"eot", scalar_tensor(double(eot), DType::i64)}};
+  };
+}
+
+data::Transform image_transform(const ImageTransformOptions& o) {
+  const ImagePipeline pipeline(o);
+  return [=](const data::ImageTextSample& s, uint64_t seed) {
+    Generator gen(seed);  // the same stream image_text_transform gives this sample's image
+    return data::Example{{"image", pipeline(s, gen)}};
   };
 }
 

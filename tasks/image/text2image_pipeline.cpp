@@ -9,6 +9,7 @@
 #include "fm/factory.h"
 #include "fm/image/transforms.h"
 #include "fm/ops.h"
+#include "fm/tasks/autoencoder.h"
 #include "fm/tasks/clip.h"
 #include "fm/tasks/diffusion.h"
 #include "fm/tasks/image_text_data.h"
@@ -29,6 +30,10 @@ DiTOptions dit_options(const train::Config& c) {
   o.cross_attention = c.get_bool("model.cross_attention");
   o.context_dim = c.get_int("model.text_width");
   o.cond_dim = c.get_bool("model.pooled") ? c.get_int("model.pooled_dim") : 0;
+  if (c.get_int("model.latent_channels") > 0) {  // latent diffusion: the DiT sees the autoencoder's latents
+    o.image_size = c.get_int("model.latent_size");
+    o.channels = c.get_int("model.latent_channels");
+  }
   return o;
 }
 
@@ -69,8 +74,10 @@ GenerateOptions generate_defaults(const train::Config& c) {
 }
 
 TextToImagePipeline::TextToImagePipeline(const train::Config& config, const TextToImage& model, const CLIP* frozen_text,
-                                         const text::BpeTokenizer& tokenizer, Device device)
-    : config_(config), model_(model), frozen_(frozen_text), tokenizer_(tokenizer), device_(device),
+                                         const Autoencoder* autoencoder, const text::BpeTokenizer& tokenizer,
+                                         Device device)
+    : config_(config), model_(model), frozen_(frozen_text), autoencoder_(autoencoder),
+      latent_scale_(config.get_double("model.latent_scale")), tokenizer_(tokenizer), device_(device),
       context_length_(config.get_int("model.context_length")) {}
 
 Tensor TextToImagePipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& o,
@@ -99,6 +106,7 @@ Tensor TextToImagePipeline::generate(const std::vector<std::string>& prompts, co
   Tensor x = tasks::generate(model_, encode, stack(rows).to(device_), tensor(eots).to(device_),
                              null_ids.unsqueeze(0).to(device_), tensor(std::vector<int64_t>{null_eot}).to(device_),
                              *sampler, o, gen);
+  if (autoencoder_) x = autoencoder_->decode(x / latent_scale_);
   return clamp((x.to(DType::f32) + 1.0) * 0.5, 0.0, 1.0);  // data range [-1, 1] (mean = std = 0.5)
 }
 
@@ -120,7 +128,12 @@ std::unique_ptr<TextToImageRun> load_text2image_run(const std::string& run_dir, 
     r->frozen_text = std::move(load_clip_run(clip_dir).model);
     r->frozen_text->to(device);
   }
-  r->pipeline = std::make_unique<TextToImagePipeline>(r->config, *r->model, r->frozen_text.get(), *r->tokenizer, device);
+  if (const std::string ae = r->config.get_string("model.autoencoder"); !ae.empty()) {
+    r->autoencoder = load_autoencoder_run(ae);
+    r->autoencoder->to(device);
+  }
+  r->pipeline = std::make_unique<TextToImagePipeline>(r->config, *r->model, r->frozen_text.get(), r->autoencoder.get(),
+                                                      *r->tokenizer, device);
   return r;
 }
 

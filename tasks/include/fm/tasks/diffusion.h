@@ -10,6 +10,7 @@
 
 #include "fm/data/image_text.h"
 #include "fm/data/loader.h"
+#include "fm/tasks/autoencoder.h"
 #include "fm/tasks/clip_model.h"
 #include "fm/tasks/text2image.h"
 #include "fm/text/bpe.h"
@@ -17,6 +18,7 @@
 
 namespace fm::tasks {
 
+// Pixel space, or the latents of an autoencoder run (model.autoencoder).
 DiTOptions dit_options(const train::Config& c);
 objectives::DiffusionOptions diffusion_options(const train::Config& c);
 objectives::SamplerOptions sampler_options(const train::Config& c);
@@ -27,8 +29,10 @@ GenerateOptions generate_defaults(const train::Config& c);
 // a training run, or a loaded one).
 class TextToImagePipeline {
  public:
+  // autoencoder: the frozen codec of a latent model (null in pixel space);
+  // its latents were multiplied by model.latent_scale for the DiT.
   TextToImagePipeline(const train::Config& config, const TextToImage& model, const CLIP* frozen_text,
-                      const text::BpeTokenizer& tokenizer, Device device);
+                      const Autoencoder* autoencoder, const text::BpeTokenizer& tokenizer, Device device);
   // [N, C, H, W] f32 in [0, 1]. Errors name an empty prompt, and one longer
   // than the context (model.context_length tokens, end-of-text included)
   // unless `truncated` is given: then such prompts are cut as training cuts
@@ -41,6 +45,8 @@ class TextToImagePipeline {
   const train::Config& config_;
   const TextToImage& model_;
   const CLIP* frozen_;
+  const Autoencoder* autoencoder_;
+  double latent_scale_ = 1;
   const text::BpeTokenizer& tokenizer_;
   Device device_;
   int64_t context_length_ = 0;
@@ -52,6 +58,7 @@ struct TextToImageRun {
   train::Config config;
   std::unique_ptr<TextToImage> model;
   std::unique_ptr<CLIP> frozen_text;
+  std::unique_ptr<Autoencoder> autoencoder;  // latent models only
   std::unique_ptr<text::BpeTokenizer> tokenizer;
   std::unique_ptr<TextToImagePipeline> pipeline;
   int64_t step = 0;

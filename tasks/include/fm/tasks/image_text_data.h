@@ -44,6 +44,10 @@ std::vector<std::string> caption_templates(const train::Config& c);
 data::Transform image_text_transform(const ImageTransformOptions& image, const text::BpeTokenizer& tokenizer,
                                      int64_t context_length, std::vector<std::string> templates);
 
+// Sample -> {"image": [C, S, S] f32} alone, for kinds that ignore captions
+// (the autoencoder): the same image, crop and flip as image_text_transform.
+data::Transform image_transform(const ImageTransformOptions& image);
+
 // Caption -> ids [L] (end-of-text after at most L - 1 tokens, zero padding)
 // and the end-of-text position.
 std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
