@@ -5,6 +5,7 @@
 // and prints the worst error of a case.
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "fm/io/safetensors.h"
 #include "fm/nn/module.h"
@@ -65,5 +66,27 @@ struct Comparer {
     std::cout << f.name() << ": " << compared << " tensors, max relative error " << worst << " (" << worst_name << ")\n";
   }
 };
+
+// The model's parameter names and shapes equal the fixture's "param.*"
+// tensors, both ways (every mismatch reported).
+inline void expect_same_parameters(const nn::Module& model, const ParityFixture& f) {
+  const nn::StateDict reference = f.params();
+  std::set<std::string> ours, theirs;
+  for (const auto& p : model.named_parameters()) {
+    ours.insert(p.name);
+    auto it = reference.find(p.name);
+    if (it == reference.end()) {
+      ADD_FAILURE() << f.name() << ": libfm's " << p.name << " " << p.tensor.shape() << " is not in the PyTorch reference";
+      continue;
+    }
+    EXPECT_EQ(p.tensor.shape(), it->second.shape()) << f.name() << ": " << p.name;
+  }
+  for (const auto& [name, t] : reference) {
+    theirs.insert(name);
+    EXPECT_TRUE(ours.count(name)) << f.name() << ": the reference's " << name << " " << t.shape() << " is not in libfm's model";
+  }
+  EXPECT_EQ(ours.size(), model.named_parameters().size()) << f.name() << ": duplicate parameter names";
+  EXPECT_EQ(ours, theirs);
+}
 
 }  // namespace fm::test

@@ -51,17 +51,9 @@ void declare_autoencoder_keys(train::Config& c) {
       .add_int("model.res_blocks", 1, "ResNet blocks per encoder level (the decoder has one more)")
       .add_int("model.groups", 32, "GroupNorm groups (lowered to the largest divisor of a width)")
       .add_double("autoencoder.kl_weight", 1e-6, "weight of the KL term (per image, summed over latent elements) against the per-pixel L1")
-      .add_string("data.train", "", "training images: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS (captions are ignored)")
-      .add_string("data.val", "", "held-out images: reconstruction L1, PSNR, latent statistics and sample grids")
-      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (IDX sources)")
-      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
-      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
-      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
-      .add_bool("data.hflip", false, "random horizontal flips")
-      .add_string("data.mean", "0.5", "normalisation mean per channel (0.5: the [-1, 1] range of SD's autoencoder)")
-      .add_string("data.std", "0.5", "normalisation std per channel")
       .add_int("train.eval_samples", 512, "held-out images for the evaluation (0: all)")
       .add_int("eval.samples", 8, "held-out images in each sample grid (originals above their reconstructions)");
+  declare_image_data_keys(c, "held-out images: reconstruction L1, PSNR, latent statistics and sample grids");
 }
 
 class AutoencoderTask : public train::Task {
@@ -92,11 +84,7 @@ class AutoencoderTask : public train::Task {
     pixel_mean_ = tensor(io.mean).reshape({1, o.channels, 1, 1}).to(device_);
     pixel_std_ = tensor(io.std).reshape({1, o.channels, 1, 1}).to(device_);
     const auto classes = parse_class_list(cfg_.get_string("data.classes"));
-    data::LoaderOptions lo;
-    lo.batch_size = B_;
-    lo.workers = int(cfg_.get_int("data.workers"));
-    lo.seed = seed;
-    train_.emplace(open_image_text(cfg_.get_string("data.train"), classes), train_transform_, lo);
+    train_.emplace(cfg_, classes, train_transform_);
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, classes);
   }
 
@@ -104,9 +92,6 @@ class AutoencoderTask : public train::Task {
 
   train::StepOutput train_step() override {
     const data::LoaderBatch b = train_->next();
-    const auto messages = train_->skip_messages();
-    for (; reported_skips_ < messages.size(); ++reported_skips_)
-      std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
     Losses l = losses(b.tensors.at("image").to(device_));
     return {l.loss, {{"recon_l1", l.recon.item()}, {"kl", l.kl.item()}, {"skipped", double(b.skipped)}}};
   }
@@ -207,9 +192,8 @@ class AutoencoderTask : public train::Task {
   std::unique_ptr<Autoencoder> model_;
   data::Transform train_transform_, eval_transform_;
   Tensor pixel_mean_, pixel_std_;
-  std::optional<data::DataLoader> train_;
+  std::optional<TrainImages> train_;
   std::shared_ptr<const data::ImageTextSource> val_;
-  size_t reported_skips_ = 0;
   Tensor bench_images_;
 };
 

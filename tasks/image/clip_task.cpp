@@ -55,19 +55,11 @@ void declare_clip_keys(train::Config& c) {
       .add_int("model.embed_dim", 128, "joint embedding size")
       .add_bool("model.shared_core", false, "both towers share one Transformer (equal shapes)")
       .add_string("model.loss", "clip", "clip (softmax InfoNCE) or siglip (sigmoid)")
-      .add_string("data.train", "", "training pairs: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS")
-      .add_string("data.val", "", "held-out pairs for retrieval R@1/5/10 (empty: none)")
       .add_string("data.zeroshot", "", "labelled images for zero-shot accuracy (empty: none)")
-      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (IDX captions, zero-shot)")
       .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
-      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
-      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
-      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
-      .add_bool("data.hflip", false, "random horizontal flips (not for captions with left/right)")
-      .add_string("data.mean", "0.5", "normalisation mean per channel (comma-separated, or one value)")
-      .add_string("data.std", "0.5", "normalisation std per channel")
       .add_int("train.eval_samples", 1000, "held-out pairs for retrieval, and zero-shot images (0: all)");
+  declare_image_data_keys(c, "held-out pairs for retrieval R@1/5/10 (empty: none)");
 }
 
 void resolve_clip_vocab(train::Config& c) {
@@ -100,20 +92,13 @@ class ClipTask : public train::Task {
     train_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
     io.random_crop = io.hflip = false;  // evaluation sees every image whole
     eval_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
-    data::LoaderOptions lo;
-    lo.batch_size = B_;
-    lo.workers = int(cfg_.get_int("data.workers"));
-    lo.seed = uint64_t(cfg_.get_int("train.seed"));
-    train_.emplace(open_image_text(cfg_.get_string("data.train"), classes_), train_transform_, lo);
+    train_.emplace(cfg_, classes_, train_transform_);
   }
 
   nn::Module& model() override { return *model_; }
 
   train::StepOutput train_step() override {
     const data::LoaderBatch b = train_->next();
-    const auto messages = train_->skip_messages();  // the first few; the count is in the metrics
-    for (; reported_skips_ < messages.size(); ++reported_skips_)
-      std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
     auto out = loss(b.tensors.at("image").to(device_), b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_));
     return {out.loss, {{"acc_i2t", out.accuracy_i2t}, {"acc_t2i", out.accuracy_t2i},
                        {"logit_scale", std::exp(model_->logit_scale.item())}, {"skipped", double(b.skipped)}}};
@@ -171,8 +156,7 @@ class ClipTask : public train::Task {
   std::unique_ptr<CLIP> model_;
   std::vector<std::string> classes_, templates_;
   data::Transform train_transform_, eval_transform_;
-  std::optional<data::DataLoader> train_;
-  size_t reported_skips_ = 0;  // skip messages printed so far
+  std::optional<TrainImages> train_;
   Tensor bench_images_, bench_ids_, bench_eot_;
 };
 

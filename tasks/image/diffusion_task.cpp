@@ -65,21 +65,13 @@ void declare_diffusion_keys(train::Config& c) {
       .add_bool("diffusion.clip_sample", false, "ddpm/ddim: clip predicted images to [-1, 1]")
       .add_double("diffusion.eta", 0.0, "ddim: noise (0: deterministic)")
       .add_bool("diffusion.karras", true, "euler, heun, dpmpp_2m: Karras sigmas")
-      .add_string("data.train", "", "training pairs: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS")
-      .add_string("data.val", "", "held-out pairs: validation loss, sample prompts and adherence")
-      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (IDX captions)")
       .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
-      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
-      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
-      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
-      .add_bool("data.hflip", false, "random horizontal flips (not for captions with left/right)")
-      .add_string("data.mean", "0.5", "normalisation mean per channel (0.5: the [-1, 1] diffusion range)")
-      .add_string("data.std", "0.5", "normalisation std per channel")
       .add_int("train.eval_samples", 512, "held-out images for the validation loss (0: all)")
       .add_string("eval.checker", "", "judge of generated images: shapes, or fashion-mnist (a classifier trained on data.train) (empty: none)")
       .add_int("eval.images", 64, "captions of data.val generated and judged at each evaluation (0: all)")
       .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
+  declare_image_data_keys(c, "held-out pairs: validation loss, sample prompts and adherence");
 }
 
 // The last value of `key` in a run's metrics.jsonl, or NaN.
@@ -176,11 +168,7 @@ class DiffusionTask : public train::Task {
     train_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
     io.random_crop = io.hflip = false;
     eval_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
-    data::LoaderOptions lo;
-    lo.batch_size = B_;
-    lo.workers = int(cfg_.get_int("data.workers"));
-    lo.seed = seed;
-    train_.emplace(open_image_text(cfg_.get_string("data.train"), classes_), train_transform_, lo);
+    train_.emplace(cfg_, classes_, train_transform_);
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, classes_);
   }
 
@@ -188,9 +176,6 @@ class DiffusionTask : public train::Task {
 
   train::StepOutput train_step() override {
     const data::LoaderBatch b = train_->next();
-    const auto messages = train_->skip_messages();
-    for (; reported_skips_ < messages.size(); ++reported_skips_)
-      std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_skips_].c_str());
     Tensor ids = b.tensors.at("text"), eot = b.tensors.at("eot");
     const int64_t dropped = drop_captions(ids, eot);
     const objectives::Noised n = diffusion_.add_noise(to_x0(b.tensors.at("image").to(device_)), noise_gen_);
@@ -339,9 +324,8 @@ class DiffusionTask : public train::Task {
   int64_t null_eot_ = 0;
   std::vector<std::string> classes_;
   data::Transform train_transform_, eval_transform_;
-  std::optional<data::DataLoader> train_;
+  std::optional<TrainImages> train_;
   std::shared_ptr<const data::ImageTextSource> val_;
-  size_t reported_skips_ = 0;
   Tensor bench_images_, bench_ids_, bench_eot_;
 };
 

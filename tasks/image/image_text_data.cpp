@@ -1,6 +1,7 @@
 #include "fm/tasks/image_text_data.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
 
 #include "fm/data/idx.h"
@@ -204,6 +205,38 @@ void for_each_batch(const data::ImageTextSource& source, const data::Transform& 
     f(b);
     seen += take;
   }
+}
+
+void declare_image_data_keys(train::Config& c, const std::string& val_help) {
+  c.add_string("data.train", "", "training images: a caption folder/file, WebDataset shards or idx:IMAGES,LABELS")
+      .add_string("data.val", "", val_help)
+      .add_string("data.classes", "", "class names, comma-separated, or 'fashion-mnist' (captions of IDX sources)")
+      .add_int("data.workers", 2, "loader threads (0: load in the training thread)")
+      .add_bool("data.random_crop", false, "RandomResizedCrop augmentation (else resize + centre crop)")
+      .add_double("data.crop_scale_min", 0.35, "smallest crop area fraction of RandomResizedCrop")
+      .add_bool("data.hflip", false, "random horizontal flips (not for captions that say left and right)")
+      .add_string("data.mean", "0.5", "normalisation mean per channel (comma-separated, or one value)")
+      .add_string("data.std", "0.5", "normalisation std per channel");
+}
+
+namespace {
+data::LoaderOptions train_loader_options(const train::Config& c) {
+  data::LoaderOptions o;
+  o.batch_size = c.get_int("train.batch_size");
+  o.workers = int(c.get_int("data.workers"));
+  o.seed = uint64_t(c.get_int("train.seed"));
+  return o;
+}
+}  // namespace
+
+TrainImages::TrainImages(const train::Config& c, const std::vector<std::string>& classes, data::Transform transform)
+    : loader_(open_image_text(c.get_string("data.train"), classes), std::move(transform), train_loader_options(c)) {}
+
+data::LoaderBatch TrainImages::next() {
+  data::LoaderBatch b = loader_.next();
+  const auto messages = loader_.skip_messages();  // the first few; the count is in b.skipped
+  for (; reported_ < messages.size(); ++reported_) std::fprintf(stderr, "fm train: skipped %s\n", messages[reported_].c_str());
+  return b;
 }
 
 }  // namespace fm::tasks

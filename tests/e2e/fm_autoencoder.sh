@@ -9,17 +9,7 @@
 set -euo pipefail
 fm=$1 root=$2 work=$3
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_error() {  # expect_error "text in the message" cmd...
-  local want=$1; shift
-  if "$@" >out.txt 2>err.txt; then fail "expected failure: $*"; fi
-  grep -qF -- "$want" err.txt || { cat err.txt >&2; fail "message lacks '$want': $*"; }
-  [ "$(wc -l < err.txt)" -le 2 ] || { cat err.txt >&2; fail "more than one error line: $*"; }
-}
-losses() { grep -o '"train_loss":[^,}]*' "$1/metrics.jsonl"; }
-last() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
-first() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | head -1 | cut -d: -f2; }
-png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$1 is not a PNG"; }
+source "$root/tests/e2e/lib.sh"
 
 "$fm" prepare shapes --size 64 --split train --n 600 --seed 0 --out shapes/train > /dev/null
 "$fm" prepare shapes --size 64 --split test --n 64 --seed 1 --out shapes/test > /dev/null

@@ -8,14 +8,7 @@
 set -euo pipefail
 fm=$1 zero_shot=$2 root=$3 work=$4
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_error() {  # expect_error "text in the message" cmd...
-  local want=$1; shift
-  if "$@" >out.txt 2>err.txt; then fail "expected failure: $*"; fi
-  grep -qF -- "$want" err.txt || { cat err.txt >&2; fail "message lacks '$want': $*"; }
-}
-losses() { grep -o '"train_loss":[^,}]*' "$1/metrics.jsonl"; }
-last() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
+source "$root/tests/e2e/lib.sh"
 
 "$fm" prepare shapes --size 32 --split train --n 4000 --seed 0 --out shapes/train > /dev/null
 "$fm" prepare shapes --size 32 --split test --n 300 --seed 1 --out shapes/test > /dev/null

@@ -73,23 +73,7 @@ void run_case(const std::string& file) {
 void check_names(const std::string& file) {
   const Fixture f(file);
   tasks::Autoencoder model(options_of(f));
-  const StateDict reference = f.params();
-  std::set<std::string> ours, theirs;
-  for (const auto& p : model.named_parameters()) {
-    ours.insert(p.name);
-    auto it = reference.find(p.name);
-    if (it == reference.end()) {
-      ADD_FAILURE() << file << ": libfm's " << p.name << " " << p.tensor.shape() << " is not in the PyTorch reference";
-      continue;
-    }
-    EXPECT_EQ(p.tensor.shape(), it->second.shape()) << file << ": " << p.name;
-  }
-  for (const auto& [name, t] : reference) {
-    theirs.insert(name);
-    EXPECT_TRUE(ours.count(name)) << file << ": the reference's " << name << " " << t.shape() << " is not in libfm's";
-  }
-  EXPECT_EQ(ours.size(), model.named_parameters().size()) << file << ": duplicate parameter names";
-  EXPECT_EQ(ours, theirs);
+  fm::test::expect_same_parameters(model, f);
   EXPECT_TRUE(model.named_buffers().empty());
 }
 

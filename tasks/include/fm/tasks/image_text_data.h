@@ -20,6 +20,27 @@ namespace fm::tasks {
 std::shared_ptr<const data::ImageTextSource> open_image_text(const std::string& spec,
                                                              const std::vector<std::string>& classes);
 
+// The data.* keys every kind that reads images declares: data.train,
+// data.val (val_help: what the kind does with it), data.classes,
+// data.workers and the transform's (random_crop, crop_scale_min, hflip,
+// mean, std).
+void declare_image_data_keys(train::Config& c, const std::string& val_help);
+
+// An image kind's training stream: a DataLoader over data.train with
+// train.batch_size, data.workers and train.seed, whose next() prints each
+// skipped sample's message once to stderr (the count is in the batch).
+class TrainImages {
+ public:
+  TrainImages(const train::Config& c, const std::vector<std::string>& classes, data::Transform transform);
+  data::LoaderBatch next();
+  int64_t position() const { return loader_.position(); }  // for the train state
+  void set_position(int64_t position) { loader_.set_position(position); }
+
+ private:
+  data::DataLoader loader_;
+  size_t reported_ = 0;  // skip messages printed so far
+};
+
 // "a,b , c" -> {"a", "b", "c"}; "fashion-mnist" -> Fashion-MNIST's classes.
 std::vector<std::string> parse_class_list(const std::string& value);
 
