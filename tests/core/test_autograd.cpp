@@ -65,11 +65,13 @@ TEST(Forward, UnaryOpsMatchStdMath) {
 // within f32 rounding of the f64 reference over the whole range, tails included.
 TEST(Forward, GeluF32MatchesF64) {
   Tensor xf = arange(-12.0, 12.0, 0.0007), gf = randn(xf.shape());
-  EXPECT_TRUE(all_close(gelu(xf), gelu(xf.to(DType::f64)), 1e-5, 1e-6));
-  Tensor xr = xf.detach().requires_grad_(true), xd = xf.to(DType::f64).detach().requires_grad_(true);
-  gelu(xr).backward(gf);
-  gelu(xd).backward(gf.to(DType::f64));
-  EXPECT_TRUE(all_close(xr.grad(), xd.grad(), 1e-5, 1e-6));
+  for (const char* approximate : {"none", "tanh"}) {
+    EXPECT_TRUE(all_close(gelu(xf, approximate), gelu(xf.to(DType::f64), approximate), 1e-5, 1e-6)) << approximate;
+    Tensor xr = xf.detach().requires_grad_(true), xd = xf.to(DType::f64).detach().requires_grad_(true);
+    gelu(xr, approximate).backward(gf);
+    gelu(xd, approximate).backward(gf.to(DType::f64));
+    EXPECT_TRUE(all_close(xr.grad(), xd.grad(), 1e-5, 1e-6)) << approximate;
+  }
 }
 
 TEST(Forward, CompareAndWhere) {

@@ -22,6 +22,8 @@ void binary_loop(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
       if constexpr (std::is_same_v<F, BinaryFn<BinaryOp::gelu_backward>> && std::is_same_v<S, float>)
         gelu_backward_f32(x, y, o, n);
+      else if constexpr (std::is_same_v<F, BinaryFn<BinaryOp::gelu_tanh_backward>> && std::is_same_v<S, float>)
+        gelu_tanh_backward_f32(x, y, o, n);
       else
         for (int64_t i = 0; i < n; ++i) o[i] = R(f(C(x[i]), C(y[i])));
     } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
@@ -77,6 +79,8 @@ void unary_typed(const Tensor& out, const Tensor& x, double p0, double p1) {
       if (st[0] == 1 && st[1] == 1) {
         if constexpr (op == UnaryOp::gelu && std::is_same_v<S, float>)
           gelu_f32(i, o, n);
+        else if constexpr (op == UnaryOp::gelu_tanh && std::is_same_v<S, float>)
+          gelu_tanh_f32(i, o, n);
         else
           for (int64_t j = 0; j < n; ++j) o[j] = S(f(C(i[j])));
       } else {

@@ -11,4 +11,9 @@ void gelu_f32(const float* x, float* y, int64_t n);
 // out = g * dgelu/dx (x)
 void gelu_backward_f32(const float* g, const float* x, float* out, int64_t n);
 
+// The tanh approximation (GPT-2's, DiT's) and its gradient, written with
+// Eigen's packet exp as x * sigmoid(2u) (accurate in the tails).
+void gelu_tanh_f32(const float* x, float* y, int64_t n);
+void gelu_tanh_backward_f32(const float* g, const float* x, float* out, int64_t n);
+
 }  // namespace fm::cpu
