@@ -138,6 +138,9 @@ class DiffusionTask : public train::Task {
     noise_gen_.manual_seed(seed * 2 + 1);
     drop_gen_.manual_seed(seed * 2 + 2);
     objectives::make_sampler(cfg_.get_string("diffusion.sampler"), sampler_options(cfg_));  // a bad name fails now
+    if (const std::string checker = cfg_.get_string("eval.checker");
+        !checker.empty() && checker != "shapes" && checker != "fashion-mnist")
+      error("config: key 'eval.checker': '", checker, "' is not shapes or fashion-mnist");
     const std::string clip_dir = cfg_.get_string("model.text_encoder");
     CaptionEncoderOptions text{cfg_.get_int("model.vocab_size"), cfg_.get_int("model.context_length"),
                                cfg_.get_int("model.text_width"), cfg_.get_int("model.text_layers"),

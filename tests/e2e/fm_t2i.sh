@@ -90,5 +90,6 @@ mkdir -p notdiff/checkpoints && printf '[task]\nkind = clip\n' > notdiff/config.
 expect_error "not a diffusion run" "$fm" generate image --run notdiff --prompt "a red circle" --out bad.png
 [ ! -e bad.png ] || fail "a refused generation wrote bad.png"
 expect_error "diffusion.cond_drop" "$fm" train "$recipe" "${short[@]}" --diffusion.cond_drop=1.5 --run.dir=runs/baddrop
+expect_error "eval.checker" "$fm" train "$recipe" "${short[@]}" --eval.checker=eyeball --run.dir=runs/badchecker
 expect_error "is not one of" "$fm" train "$recipe" "${short[@]}" --diffusion.sampler=nope --run.dir=runs/badsampler
 echo "1 passed, 0 failed"
