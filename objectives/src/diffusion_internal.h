@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fm/objectives/diffusion.h"
+#include "fm/ops/elementwise.h"
 
 namespace fm::objectives::detail {
 
@@ -56,5 +57,33 @@ std::unique_ptr<Sampler> make_heun(const SamplerOptions& o);
 std::unique_ptr<Sampler> make_dpmpp_2m(const SamplerOptions& o);
 std::unique_ptr<Sampler> make_flow_euler(const SamplerOptions& o);
 std::unique_ptr<Sampler> make_flow_heun(const SamplerOptions& o);
+
+// Heun's samplers (Karras and flow) share their bookkeeping: the tables
+// hold the first sigma once and every later one twice (two model calls a
+// step, as diffusers interleaves them), then the final 0; and a step is an
+// Euler move whose slope is averaged with the end point's from the same start.
+inline void interleave_heun(const std::vector<double>& t, const std::vector<double>& sigma,
+                            std::vector<double>& timesteps, std::vector<double>& sigmas) {
+  timesteps = {t[0]};
+  sigmas = {sigma[0]};
+  for (size_t k = 1; k < t.size(); ++k) {
+    timesteps.insert(timesteps.end(), 2, t[k]);
+    sigmas.insert(sigmas.end(), 2, sigma[k]);
+  }
+  sigmas.push_back(0.0);
+}
+
+class HeunStep {
+ public:
+  Tensor first(const Tensor& x, const Tensor& slope, double dt) {
+    start_ = x, slope_ = slope, dt_ = dt;
+    return x + slope * dt;
+  }
+  Tensor second(const Tensor& slope) const { return start_ + (slope_ + slope) * (0.5 * dt_); }
+
+ private:
+  Tensor start_, slope_;
+  double dt_ = 0;
+};
 
 }  // namespace fm::objectives::detail

@@ -60,13 +60,9 @@ class FlowHeun final : public FlowSampler {
 
   void set_timesteps(int64_t n) override {
     const std::vector<double> sigma = base_sigmas(n);
-    timesteps_ = {timestep_of(sigma[0])};
-    sigmas_ = {sigma[0]};
-    for (size_t k = 1; k < sigma.size(); ++k) {
-      timesteps_.insert(timesteps_.end(), 2, timestep_of(sigma[k]));
-      sigmas_.insert(sigmas_.end(), 2, sigma[k]);
-    }
-    sigmas_.push_back(0.0);
+    std::vector<double> t;
+    for (double v : sigma) t.push_back(timestep_of(v));
+    interleave_heun(t, sigma, timesteps_, sigmas_);
     next_call_ = 0;
   }
 
@@ -74,19 +70,13 @@ class FlowHeun final : public FlowSampler {
     check_step(name_, out, i, x, int64_t(timesteps_.size()));
     if (i != next_call_) error(name_, ": model call ", i, " out of order (expected ", next_call_, ")");
     ++next_call_;
-    if (i % 2 == 0) {
-      velocity_ = out;
-      dt_ = sigmas_[size_t(i + 1)] - sigmas_[size_t(i)];
-      start_ = x;
-      return x + out * dt_;
-    }
-    return start_ + (velocity_ + out) * (0.5 * dt_);
+    if (i % 2 == 0) return heun_.first(x, out, sigmas_[size_t(i + 1)] - sigmas_[size_t(i)]);
+    return heun_.second(out);
   }
 
  private:
   int64_t next_call_ = 0;
-  Tensor velocity_, start_;
-  double dt_ = 0;
+  HeunStep heun_;
 };
 
 }  // namespace

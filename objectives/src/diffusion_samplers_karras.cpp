@@ -96,13 +96,8 @@ class Heun final : public KarrasSampler {
   void set_timesteps(int64_t n) override {
     std::vector<double> t, sigma;
     base_tables(n, t, sigma);
-    timesteps_ = {t[0]};
-    sigmas_ = {sigma[0]};
-    for (int64_t k = 1; k < n; ++k) {
-      timesteps_.insert(timesteps_.end(), 2, t[size_t(k)]);
-      sigmas_.insert(sigmas_.end(), 2, sigma[size_t(k)]);
-    }
-    sigmas_.push_back(0.0);
+    t.resize(size_t(n)), sigma.resize(size_t(n));  // the n steps; interleave_heun appends the final 0
+    interleave_heun(t, sigma, timesteps_, sigmas_);
     next_call_ = 0;
   }
 
@@ -112,20 +107,15 @@ class Heun final : public KarrasSampler {
     ++next_call_;
     if (i % 2 == 0) {  // the Euler half
       const double sigma = sigmas_[size_t(i)];
-      derivative_ = (x - x0_of(out, x, sigma)) / sigma;
-      dt_ = sigmas_[size_t(i + 1)] - sigma;
-      start_ = x;
-      return x + derivative_ * dt_;
+      return heun_.first(x, (x - x0_of(out, x, sigma)) / sigma, sigmas_[size_t(i + 1)] - sigma);
     }
     const double sigma = sigmas_[size_t(i)];  // the end of the step
-    const Tensor derivative = (x - x0_of(out, x, sigma)) / sigma;
-    return start_ + (derivative_ + derivative) * (0.5 * dt_);
+    return heun_.second((x - x0_of(out, x, sigma)) / sigma);
   }
 
  private:
   int64_t next_call_ = 0;
-  Tensor derivative_, start_;
-  double dt_ = 0;
+  HeunStep heun_;
 };
 
 }  // namespace
