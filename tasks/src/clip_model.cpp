@@ -61,18 +61,27 @@ Tensor CLIP::encode_image(const Tensor& images) const {
   return l2_normalize(visual_proj->forward(pooled));
 }
 
-Tensor CLIP::encode_text(const Tensor& ids, const Tensor& eot) const {
-  if (ids.dim() != 2 || eot.dim() != 1 || eot.size(0) != ids.size(0))
-    error("CLIP.encode_text: ids must be [B, L] and eot [B], got ", ids.shape(), " and ", eot.shape());
-  const int64_t B = ids.size(0), L = ids.size(1);
-  if (L > options.context_length) error("CLIP.encode_text: ", L, " tokens exceed context_length ", options.context_length);
+Tensor CLIP::text_tokens(const Tensor& ids) const {
+  if (ids.dim() != 2) error("CLIP.text_tokens: ids must be [B, L], got ", ids.shape());
+  const int64_t L = ids.size(1);
+  if (L > options.context_length) error("CLIP: ", L, " tokens exceed context_length ", options.context_length);
   Tensor pos = arange(0.0, double(L), 1.0, TensorOptions(DType::i64).device(ids.device()));
   nn::BlockInputs in;
   in.causal = true;
-  Tensor h = (text ? text : visual)->forward(token_embedding->forward(ids) + positional_embedding->forward(pos), in);
+  return (text ? text : visual)->forward(token_embedding->forward(ids) + positional_embedding->forward(pos), in);
+}
+
+Tensor CLIP::pool_text(const Tensor& h, const Tensor& eot) const {
+  const int64_t B = h.size(0), L = h.size(1);
   // Row b's features at position eot[b]: flat index b * L + eot[b].
-  Tensor rows = arange(0.0, double(B * L), double(L), TensorOptions(DType::i64).device(ids.device())) + eot.to(DType::i64);
+  Tensor rows = arange(0.0, double(B * L), double(L), TensorOptions(DType::i64).device(h.device())) + eot.to(DType::i64);
   return l2_normalize(text_proj->forward(index_select(h.reshape({B * L, h.size(2)}), 0, rows)));
+}
+
+Tensor CLIP::encode_text(const Tensor& ids, const Tensor& eot) const {
+  if (ids.dim() != 2 || eot.dim() != 1 || eot.size(0) != ids.size(0))
+    error("CLIP.encode_text: ids must be [B, L] and eot [B], got ", ids.shape(), " and ", eot.shape());
+  return pool_text(text_tokens(ids), eot);
 }
 
 }  // namespace fm::tasks

@@ -54,13 +54,8 @@ CaptionFeatures CaptionEncoder::forward(const Tensor& ids, const Tensor& eot) co
 }
 
 CaptionFeatures clip_caption_features(const CLIP& clip, const Tensor& ids, const Tensor& eot) {
-  const int64_t L = ids.size(1);
-  if (L > clip.options.context_length) error("CLIP text tower: ", L, " tokens exceed context_length ", clip.options.context_length);
-  nn::BlockInputs in;
-  in.causal = true;
-  const auto& core = clip.text ? clip.text : clip.visual;
-  Tensor h = core->forward(clip.token_embedding->forward(ids) + clip.positional_embedding->forward(positions(L, ids.device())), in);
-  return {h, l2_normalize(clip.text_proj->forward(at_end_of_text(h, eot))), caption_mask(eot, L)};
+  const Tensor tokens = clip.text_tokens(ids);  // the tower runs once for both
+  return {tokens, clip.pool_text(tokens, eot), caption_mask(eot, ids.size(1))};
 }
 
 TextToImage::TextToImage(const DiTOptions& d, const CaptionEncoderOptions* t, Generator* gen) {

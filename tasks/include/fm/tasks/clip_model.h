@@ -35,6 +35,12 @@ class CLIP : public nn::Module {
   // ids [B, L] integer, eot [B] integer (the end-of-text position of each
   // row) -> L2-normalised features [B, embed_dim].
   Tensor encode_text(const Tensor& ids, const Tensor& eot) const;
+  // The text tower's final features of every token, [B, L, text_width]
+  // (before pooling and projection): what a text-to-image model reads.
+  Tensor text_tokens(const Tensor& ids) const;
+  // text_tokens' output at each row's end-of-text, projected and normalised:
+  // encode_text(ids, eot) == pool_text(text_tokens(ids), eot).
+  Tensor pool_text(const Tensor& tokens, const Tensor& eot) const;
 
   CLIPOptions options;
   std::shared_ptr<image::PatchEmbedding> patch_embed;
