@@ -88,11 +88,17 @@ Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& context, const
   const int64_t d = options.d_model, H = options.n_head;
   Tensor qh, kh, vh;
   if (options.cross) {
-    if (!context.defined()) error("MultiheadAttention: cross-attention needs a context");
     qh = split_heads(q->forward(x), H);
-    Tensor kvo = kv->forward(context);
-    kh = split_heads(kvo.narrow(2, 0, d), H);
-    vh = split_heads(kvo.narrow(2, d, d), H);
+    if (cache && cache->cross_k.defined()) {
+      kh = cache->cross_k;
+      vh = cache->cross_v;
+    } else {
+      if (!context.defined()) error("MultiheadAttention: cross-attention needs a context");
+      Tensor kvo = kv->forward(context);
+      kh = split_heads(kvo.narrow(2, 0, d), H);
+      vh = split_heads(kvo.narrow(2, d, d), H);
+      if (cache) cache->cross_k = kh.detach(), cache->cross_v = vh.detach();
+    }
   } else {
     Tensor all = qkv->forward(x);
     if (!options.rotary && !cache)  // the common case: no head split or merge copies
@@ -148,12 +154,12 @@ Tensor TransformerBlock::forward(const Tensor& x_in, const BlockInputs& in) cons
     std::vector<Tensor> m = chunk(ada->forward(silu(in.cond)).unsqueeze(1), 6, -1);  // each [B, 1, d]
     Tensor h = norm(norm1, x) * (m[1] + 1.0) + m[0];
     x = x + m[2] * attn->forward(h, Tensor(), in.mask, in.causal, in.cache);
-    if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in));
+    if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in), false, in.cache);
     h = norm(norm2, x) * (m[4] + 1.0) + m[3];
     return x + m[5] * mlp->forward(h);
   }
   x = x + attn->forward(norm(norm1, x), Tensor(), in.mask, in.causal, in.cache);
-  if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in));
+  if (cross) x = x + cross->forward(norm(norm_cross, x), in.context, key_mask(in), false, in.cache);
   return x + mlp->forward(norm(norm2, x));
 }
 
@@ -175,6 +181,15 @@ Tensor Transformer::forward(const Tensor& x_in, const BlockInputs& in, std::vect
     x = (*blocks)[i].forward(x, bi);
   }
   return final_norm(x);
+}
+
+void select_cache_rows(std::vector<KVCache>& caches, const Tensor& index) {
+  for (KVCache& c : caches) {
+    const int64_t rows = c.k.defined() ? c.k.size(0) : -1;
+    if (c.k.defined()) c.k = index_select(c.k, 0, index), c.v = index_select(c.v, 0, index);
+    if (c.cross_k.defined() && c.cross_k.size(0) == rows)
+      c.cross_k = index_select(c.cross_k, 0, index), c.cross_v = index_select(c.cross_v, 0, index);
+  }
 }
 
 Tensor timestep_sinusoids(const Tensor& t, int64_t dim, double max_period) {

@@ -27,12 +27,22 @@ class MLP : public Module {
   std::shared_ptr<Dropout> drop;
 };
 
-// Keys and values of earlier positions, per attention layer: [B, H, L, D].
+// One layer's cache for incremental decoding: the self-attention keys and
+// values of earlier positions, and the cross-attention keys and values of the
+// context (computed at the first call, then reused: an encoder's output is
+// projected once per sequence, not at every decoding step). All [B, H, L, D].
 struct KVCache {
   Tensor k, v;
+  Tensor cross_k, cross_v;
   int64_t length() const { return k.defined() ? k.size(2) : 0; }
-  void clear() { k = Tensor(), v = Tensor(); }
+  void clear() { k = Tensor(), v = Tensor(), cross_k = Tensor(), cross_v = Tensor(); }
 };
+
+// Keeps rows `index` [R] (i64) of every self-attention cache, in that order
+// (beam search: each surviving beam continues its parent's keys and values).
+// Cross-attention caches are kept too when they have as many rows as the
+// self-attention ones.
+void select_cache_rows(std::vector<KVCache>& caches, const Tensor& index);
 
 struct AttentionOptions {
   int64_t d_model = 0, n_head = 0;
@@ -50,7 +60,8 @@ class MultiheadAttention : public Module {
   // x [B, T, d_model]. Self-attention (cross = false): q, k, v from x; with a
   // cache, k and v of x are appended to it and attention covers all cached
   // positions (outputs equal those of the full forward). Cross-attention:
-  // k and v from context [B, S, context_dim]. mask: bool or additive,
+  // k and v from context [B, S, context_dim]; with a cache, from the cache
+  // once it holds them (context may then be undefined). mask: bool or additive,
   // broadcastable to [B, H, T, keys].
   Tensor forward(const Tensor& x, const Tensor& context = Tensor(), const Tensor& mask = Tensor(),
                  bool causal = false, KVCache* cache = nullptr) const;

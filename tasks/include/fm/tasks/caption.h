@@ -1,0 +1,60 @@
+#pragma once
+// The `caption` kind's pieces for programs that use a trained run (fm
+// caption, apps/examples/caption.cpp): the options a config gives,
+// captioning a batch of images, loading a run, and the shapes data set's
+// exact-match rule.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fm/data/loader.h"
+#include "fm/tasks/caption_model.h"
+#include "fm/tasks/decoding.h"
+#include "fm/text/bpe.h"
+#include "fm/train/config.h"
+
+namespace fm::tasks {
+
+CaptionOptions caption_options(const train::Config& c);
+// The decode.* keys (decode.max_tokens 0: the model's context_length - 1).
+DecodeOptions decode_options(const train::Config& c, const CaptionOptions& model);
+
+// A model's decoding rows: batch * beam copies of each image's encoding, with
+// one KV cache per layer; the cross-attention keys and values of the image
+// are computed at the first step and reused at every later one.
+class CaptionTokenSource : public TokenSource {
+ public:
+  CaptionTokenSource(const CaptionModel& model, const Tensor& images, int64_t beam);
+  Tensor next(const std::vector<int32_t>& tokens) override;
+  void select(const std::vector<int64_t>& rows) override;
+
+ private:
+  const CaptionModel& model_;
+  Tensor image_;  // [B * beam, ...] until the first step, then released
+  std::vector<nn::KVCache> caches_;
+};
+
+// Captions of images [B, C, H, W] (normalised as in training): one Decoded
+// per image, token ids without the end-of-text. Runs under no_grad.
+std::vector<Decoded> caption_images(const CaptionModel& model, const Tensor& images, int32_t end_of_text,
+                                    const DecodeOptions& o, Generator* gen = nullptr);
+
+// Shapes captions name the same thing: equal, or two-shape captions that
+// state one relation from either shape ("a red circle above a blue square" ==
+// "a blue square below a red circle"). Text outside the grammar only matches
+// itself.
+bool same_shapes_caption(const std::string& a, const std::string& b);
+
+// A trained run: config, newest weights (EMA ones when kept), tokenizer, the
+// evaluation transform (image only: the sample's "image" tensor) and the
+// recipe's decoding options.
+struct CaptionRun {
+  train::Config config;
+  std::unique_ptr<CaptionModel> model;
+  text::BpeTokenizer tokenizer;
+  data::Transform transform;
+  DecodeOptions decode;
+};
+CaptionRun load_caption_run(const std::string& run_dir);
+
+}  // namespace fm::tasks
