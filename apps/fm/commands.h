@@ -13,6 +13,7 @@ int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate_image(const std::vector<std::string>& args);  // LIBFM_MEDIA
+int cmd_caption(const std::vector<std::string>& args);         // LIBFM_MEDIA
 int cmd_prepare_media(const std::vector<std::string>& args);  // shapes, images (LIBFM_MEDIA)
 
 }  // namespace fm::app

@@ -19,6 +19,7 @@ void usage() {
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
+      "  caption --run DIR IMAGE... | --dir FOLDER        describe images with a caption run\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
       "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"
@@ -52,6 +53,13 @@ int main(int argc, char** argv) {
     if (cmd == "tokenizer") return fm::app::cmd_tokenizer(args);
     if (cmd == "bench") return fm::app::cmd_bench(args);
     if (cmd == "eval") return fm::app::cmd_eval(args);
+    if (cmd == "caption") {
+#ifdef FM_HAVE_MEDIA
+      return fm::app::cmd_caption(args);
+#else
+      fm::error("this build of fm has no image support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+    }
     std::fprintf(stderr, "fm: unknown command '%s' (try fm --help)\n", cmd.c_str());
     return 2;
   } catch (const fm::Error& e) {

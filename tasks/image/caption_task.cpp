@@ -7,6 +7,9 @@
 // are canonical (captioned shapes).
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 
@@ -150,7 +153,7 @@ class CaptionTask : public train::Task {
       const Tensor images = b.tensors.at("image").to(device_);
       DecoderBatch d = decoder_batch(b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_), eot_);
       const int64_t rows = images.size(0);
-      loss_sum += objectives::next_token_loss(model_->forward(images, d.inputs).logits, d.targets).item() * double(rows);
+      loss_sum += objectives::next_token_loss(model_->forward(images, d.inputs, d.last).logits, d.targets).item() * double(rows);
       n += rows;
       for (const Decoded& c : caption_images(*model_, images, eot_, decode_)) generated.push_back(tokenizer_.decode(c.tokens));
       indices.insert(indices.end(), b.indices.begin(), b.indices.end());
@@ -238,14 +241,16 @@ class CaptionTask : public train::Task {
 
   // Corpus metrics over the decoded captions (references: every caption of
   // the same image among those evaluated), and with eval.checker = shapes the
-  // exact-match rates: over all, one-shape and two-shape images, and images
-  // naming a held-out colour-type pair.
+  // exact-match rates (over all, one-shape and two-shape images, and images
+  // naming a held-out colour-type pair) and how often each word of a
+  // one-shape caption is right.
   void caption_figures(const data::ImageTextSource& source, const std::vector<int64_t>& indices,
                        const std::vector<std::string>& generated, std::map<std::string, double>& out) const {
     std::map<std::string, size_t> example_of;  // image key -> example
     std::vector<CaptionExample> examples;
     const bool shapes = cfg_.get_string("eval.checker") == "shapes";
     std::map<std::string, std::pair<int64_t, int64_t>> exact;  // group -> (matches, images)
+    std::map<std::string, int64_t> attributes;                  // one-shape images: attribute -> right
     for (size_t i = 0; i < indices.size(); ++i) {
       const data::ImageTextSample s = source.read(indices[i]);
       auto [it, fresh] = example_of.emplace(s.key, examples.size());
@@ -261,6 +266,7 @@ class CaptionTask : public train::Task {
         exact[g].first += ok;
         exact[g].second += 1;
       }
+      if (p.shapes.size() == 1) one_shape_attributes(p, generated[i], attributes);
     }
     const CaptionScores sc = caption_scores(examples);
     for (int k = 0; k < 4; ++k) out["bleu" + std::to_string(k + 1)] = sc.bleu[k];
@@ -270,6 +276,26 @@ class CaptionTask : public train::Task {
       out["exact" + g] = double(mn.first) / double(mn.second);
       out["exact" + g + "_n"] = double(mn.second);
     }
+    if (const auto it = exact.find("_one"); it != exact.end())
+      for (const char* a : {"colour", "type", "size", "position"})
+        out[std::string("one_") + a] = double(attributes[a]) / double(it->second.second);
+  }
+
+  // Which words of a one-shape caption the generated one gets right (a
+  // caption outside the grammar gets none): what a model has learnt so far.
+  static void one_shape_attributes(const data::ParsedCaption& want, const std::string& generated,
+                                   std::map<std::string, int64_t>& right) {
+    data::ParsedCaption got;
+    try {
+      got = data::parse_shapes_caption(generated);
+    } catch (const Error&) {
+      return;
+    }
+    if (got.shapes.size() != 1) return;
+    right["colour"] += got.shapes[0].colour == want.shapes[0].colour;
+    right["type"] += got.shapes[0].type == want.shapes[0].type;
+    right["size"] += got.shapes[0].size == want.shapes[0].size;
+    right["position"] += got.position == want.position;
   }
 
   const train::Config& cfg_;
@@ -314,6 +340,41 @@ CaptionRun load_caption_run(const std::string& run_dir) {
   io.random_crop = io.hflip = false;
   r.transform = image_transform(io);
   return r;
+}
+
+namespace {
+
+std::string lower_extension(const std::string& path) {
+  std::string e = std::filesystem::path(path).extension().string();
+  if (!e.empty()) e.erase(0, 1);
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return e;
+}
+
+}  // namespace
+
+Tensor CaptionRun::load_image(const std::string& path) const {
+  const std::string e = lower_extension(path);
+  for (const char* audio : {"wav", "flac", "ogg", "mp3", "m4a", "aac", "opus"})
+    if (e == audio) error(path, ": it is audio (.", e, "), and this run captions images");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) error(path, ": cannot open it");
+  data::ImageTextSample s;
+  s.key = s.origin = path;
+  s.image.assign(std::istreambuf_iterator<char>(in), {});
+  s.image_format = e;
+  if (s.image.empty()) error(path, ": the file is empty");
+  return transform(s, 0).at("image");
+}
+
+std::vector<std::string> CaptionRun::caption_files(const std::vector<std::string>& paths, Generator* gen) const {
+  std::vector<Tensor> images;
+  for (const auto& p : paths) images.push_back(load_image(p));
+  std::vector<std::string> out;
+  if (images.empty()) return out;
+  for (const Decoded& d : caption_images(*model, stack(images, 0), end_of_text_id(tokenizer), decode, gen))
+    out.push_back(tokenizer.decode(d.tokens));
+  return out;
 }
 
 }  // namespace fm::tasks

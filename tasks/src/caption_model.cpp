@@ -140,7 +140,8 @@ CaptionForward CaptionModel::forward(const Tensor& images, const Tensor& ids, co
     return out;
   }
   if (!last.defined() || last.dim() != 1 || last.size(0) != ids.size(0))
-    error("CaptionModel: CoCa needs the last caption position of each row, [B], got ", last.shape());
+    error("CaptionModel: CoCa needs the last caption position of each row, [B]",
+          last.defined() ? ", got " + last.shape().str() : std::string());
   nn::BlockInputs in;
   in.causal = true;
   Tensor text = unimodal->forward(embed_text(ids, 0), in);

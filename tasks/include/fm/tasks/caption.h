@@ -54,6 +54,11 @@ struct CaptionRun {
   text::BpeTokenizer tokenizer;
   data::Transform transform;
   DecodeOptions decode;
+  // An image file as the model reads it, [C, S, S]. Errors name the file and
+  // say why (unreadable, not an image, audio given to an image captioner).
+  Tensor load_image(const std::string& path) const;
+  // Captions of image files, in order (tokens decoded to text).
+  std::vector<std::string> caption_files(const std::vector<std::string>& paths, Generator* gen = nullptr) const;
 };
 CaptionRun load_caption_run(const std::string& run_dir);
 

@@ -1,0 +1,129 @@
+// fm caption --run DIR IMAGE... | --dir FOLDER [--beam 5] [--out captions.jsonl]
+// One JSON line per image: {"file", "caption", "score"}. A file that cannot
+// be read or decoded is reported with its path and left out, and the count
+// of such files makes the exit code 1; the others are still captioned. The
+// output file is written atomically at the end.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "../commands.h"
+#include "../options.h"
+#include "fm/error.h"
+#include "fm/factory.h"
+#include "fm/io/atomic_file.h"
+#include "fm/ops.h"
+#include "fm/tasks/caption.h"
+#include "fm/tasks/image_text_data.h"
+#include "fm/train/recipe.h"
+
+namespace fm::app {
+namespace fs = std::filesystem;
+namespace {
+
+std::string lower_extension(const fs::path& p) {
+  std::string e = p.extension().string();
+  if (!e.empty()) e.erase(0, 1);
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return e;
+}
+
+bool is_image_extension(const std::string& e) {
+  static const char* kinds[] = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm"};
+  return std::any_of(std::begin(kinds), std::end(kinds), [&](const char* k) { return e == k; });
+}
+
+// The images of a folder (not recursive), sorted by name.
+std::vector<std::string> folder_images(const std::string& dir) {
+  if (!fs::is_directory(dir)) error("--dir ", dir, " is not a directory");
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && is_image_extension(lower_extension(entry.path()))) files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) error("--dir ", dir, " holds no images (png, jpg, jpeg, webp, bmp, tif, ppm, pgm)");
+  return files;
+}
+
+}  // namespace
+
+int cmd_caption(const std::vector<std::string>& args) {
+  Flags f("usage: fm caption --run DIR (IMAGE... | --dir FOLDER) [--beam N] [--out captions.jsonl]\n\n"
+          "Captions images with the newest checkpoint (EMA weights when kept) of a caption run.\n"
+          "Prints (or writes to --out) one JSON line per image: {\"file\", \"caption\", \"score\"}.");
+  f.option("run", "", "run directory made by fm train (task.kind = caption)")
+      .option("dir", "", "caption every image of this folder (sorted by name)")
+      .option("out", "", "write the JSON lines to this file instead of stdout")
+      .option("beam", "", "beam width, >= 1 (default: the run's decode.beam)")
+      .option("max-tokens", "", "tokens generated at most (default: the run's decode.max_tokens)")
+      .option("sample", "false", "draw captions (top-k / top-p) instead of searching (beam 1)")
+      .option("top-k", "0", "sampling: the k most likely tokens only (0: all)")
+      .option("top-p", "1", "sampling: nucleus mass")
+      .option("temperature", "1", "sampling temperature")
+      .option("seed", "1", "sampling seed")
+      .option("batch", "32", "images captioned at once");
+  if (!f.parse(args)) return 0;
+  const std::string dir = f.get("run");
+  if (dir.empty()) error("--run DIR is required");
+  std::vector<std::string> files = f.positional();
+  if (!f.get("dir").empty()) {
+    if (!files.empty()) error("give image files or --dir FOLDER, not both");
+    files = folder_images(f.get("dir"));
+  }
+  if (files.empty()) error("no images given (IMAGE... or --dir FOLDER)");
+  const int64_t batch = f.get_int("batch");
+  if (batch < 1) error("--batch must be at least 1, got ", batch);
+
+  const train::Config config = train::load_run_config(dir);
+  if (config.get_string("task.kind") != "caption")
+    error(dir, " is a '", config.get_string("task.kind"), "' run, not a caption run");
+  tasks::CaptionRun run = tasks::load_caption_run(dir);
+  tasks::DecodeOptions o = run.decode;
+  if (!f.get("beam").empty()) o.beam = f.get_int("beam");
+  if (!f.get("max-tokens").empty()) o.max_tokens = f.get_int("max-tokens");
+  o.sample = f.get("sample") == "true";
+  if (o.sample) o.beam = 1;
+  o.top_k = f.get_int("top-k");
+  o.top_p = f.get_double("top-p");
+  o.temperature = f.get_double("temperature");
+  if (o.beam < 1) error("--beam must be at least 1, got ", o.beam);
+  if (o.max_tokens < 1 || o.max_tokens > run.model->options.context_length - 1)
+    error("--max-tokens must be 1 to ", run.model->options.context_length - 1, ", got ", o.max_tokens);
+  Generator gen(uint64_t(f.get_int("seed")));
+  const int32_t eot = tasks::end_of_text_id(run.tokenizer);
+
+  std::string lines;
+  int64_t skipped = 0, done = 0;
+  for (size_t start = 0; start < files.size(); start += size_t(batch)) {
+    std::vector<Tensor> images;
+    std::vector<std::string> names;
+    for (size_t i = start; i < std::min(files.size(), start + size_t(batch)); ++i) {
+      try {
+        images.push_back(run.load_image(files[i]));
+        names.push_back(files[i]);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "fm caption: skipped %s\n", e.what());
+        ++skipped;
+      }
+    }
+    if (images.empty()) continue;
+    const auto captions = tasks::caption_images(*run.model, stack(images, 0), eot, o, &gen);
+    for (size_t i = 0; i < captions.size(); ++i) {
+      nlohmann::ordered_json j = {{"file", names[i]}, {"caption", run.tokenizer.decode(captions[i].tokens)}, {"score", captions[i].score}};
+      lines += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    }
+    done += int64_t(captions.size());
+  }
+  if (f.get("out").empty()) {
+    std::fputs(lines.c_str(), stdout);
+  } else {
+    io::AtomicFile out(f.get("out"), "fm caption");
+    out.write(lines.data(), lines.size());
+    out.commit();
+    std::fprintf(stderr, "fm caption: %lld captions in %s\n", static_cast<long long>(done), f.get("out").c_str());
+  }
+  if (skipped) std::fprintf(stderr, "fm caption: skipped %lld of %zu files\n", static_cast<long long>(skipped), files.size());
+  return skipped ? 1 : 0;
+}
+
+}  // namespace fm::app
