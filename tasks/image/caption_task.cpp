@@ -241,9 +241,9 @@ class CaptionTask : public train::Task {
 
   // Corpus metrics over the decoded captions (references: every caption of
   // the same image among those evaluated), and with eval.checker = shapes the
-  // exact-match rates (over all, one-shape and two-shape images, and images
-  // naming a held-out colour-type pair) and how often each word of a
-  // one-shape caption is right.
+  // exact-match rates (over all, one-shape and two-shape images, images
+  // naming a held-out colour-type pair, and one- and two-shape images naming
+  // none: "_seen") and how often each word of a one-shape caption is right.
   void caption_figures(const data::ImageTextSource& source, const std::vector<int64_t>& indices,
                        const std::vector<std::string>& generated, std::map<std::string, double>& out) const {
     std::map<std::string, size_t> example_of;  // image key -> example
@@ -261,8 +261,8 @@ class CaptionTask : public train::Task {
       bool held_out = false;
       for (const auto& sh : p.shapes) held_out = held_out || data::is_held_out_pair(sh.colour, sh.type);
       const bool ok = same_shapes_caption(generated[i], s.caption);
-      for (const char* g : {"", p.shapes.size() == 1 ? "_one" : "_two", held_out ? "_heldout" : nullptr}) {
-        if (!g) continue;
+      const char* seen = held_out ? nullptr : p.shapes.size() == 1 ? "_one_seen" : "_two_seen";
+      for (const char* g : {"", p.shapes.size() == 1 ? "_one" : "_two", held_out ? "_heldout" : seen}) {
         exact[g].first += ok;
         exact[g].second += 1;
       }

@@ -34,8 +34,8 @@ grep -q "reference:" runs/tiny/samples/step_500_captions.txt || fail "no caption
 colour=$(grep -o '"one_colour":[0-9.e-]*' eval.json | cut -d: -f2)
 awk -v a="$colour" 'BEGIN { exit !(a > 0.5) }' || { cat eval.json; fail "colour right in $colour of one-shape captions, not above 0.5 (chance: 0.125)"; }
 exact=$(grep -o '"exact_one":[0-9.e-]*' eval.json | cut -d: -f2)
-for k in bleu4 cider_d rouge_l exact_one exact_two exact_heldout_n; do grep -q "\"$k\"" eval.json || fail "fm eval lacks $k"; done
-grep -qF '"target":"exact_one >= 0.95"' eval.json || { cat eval.json; fail "fm eval does not show the recipe's target"; }
+for k in bleu4 cider_d rouge_l exact_one exact_two exact_one_seen exact_two_seen exact_heldout_n; do grep -q "\"$k\"" eval.json || fail "fm eval lacks $k"; done
+grep -qF '"target":"exact_one_seen >= 0.95"' eval.json || { cat eval.json; fail "fm eval does not show the recipe's target"; }
 echo "tiny captioner: val_loss $v0 -> $v1, colour right in $colour and whole caption in $exact of one-shape images"
 
 # 2. Resume: 2N steps straight equal N, a stop, and N more.
