@@ -132,6 +132,12 @@ class CaptionFolder final : public ImageTextSource {
 
 }  // namespace
 
+std::string image_format_of(const std::string& path) {
+  std::string format = lower(fs::path(path).extension().string());
+  if (!format.empty()) format.erase(0, 1);
+  return format;
+}
+
 std::unique_ptr<ImageTextSource> open_caption_folder(const std::string& dir_or_file,
                                                      const CaptionFolderOptions& options) {
   const std::string file = find_caption_file(dir_or_file);
@@ -156,9 +162,7 @@ std::unique_ptr<ImageTextSource> open_caption_folder(const std::string& dir_or_f
     }
     fs::path key = fs::path(row.image).lexically_normal();
     key.replace_extension();
-    std::string format = lower(image.extension().string());
-    if (!format.empty()) format.erase(0, 1);
-    entries.push_back({image.string(), key.generic_string(), format, row.caption});
+    entries.push_back({image.string(), key.generic_string(), image_format_of(image.string()), row.caption});
   }
   return std::make_unique<CaptionFolder>(file, std::move(entries), std::move(skips));
 }

@@ -7,7 +7,6 @@
 // are canonical (captioned shapes).
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -342,19 +341,8 @@ CaptionRun load_caption_run(const std::string& run_dir) {
   return r;
 }
 
-namespace {
-
-std::string lower_extension(const std::string& path) {
-  std::string e = std::filesystem::path(path).extension().string();
-  if (!e.empty()) e.erase(0, 1);
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return e;
-}
-
-}  // namespace
-
 Tensor CaptionRun::load_image(const std::string& path) const {
-  const std::string e = lower_extension(path);
+  const std::string e = data::image_format_of(path);
   for (const char* audio : {"wav", "flac", "ogg", "mp3", "m4a", "aac", "opus"})
     if (e == audio) error(path, ": it is audio (.", e, "), and this run captions images");
   std::ifstream in(path, std::ios::binary);

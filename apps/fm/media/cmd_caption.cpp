@@ -10,6 +10,7 @@
 
 #include "../commands.h"
 #include "../options.h"
+#include "fm/data/image_text.h"
 #include "fm/error.h"
 #include "fm/factory.h"
 #include "fm/io/atomic_file.h"
@@ -22,13 +23,6 @@ namespace fm::app {
 namespace fs = std::filesystem;
 namespace {
 
-std::string lower_extension(const fs::path& p) {
-  std::string e = p.extension().string();
-  if (!e.empty()) e.erase(0, 1);
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return e;
-}
-
 bool is_image_extension(const std::string& e) {
   static const char* kinds[] = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm"};
   return std::any_of(std::begin(kinds), std::end(kinds), [&](const char* k) { return e == k; });
@@ -39,7 +33,7 @@ std::vector<std::string> folder_images(const std::string& dir) {
   if (!fs::is_directory(dir)) error("--dir ", dir, " is not a directory");
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.is_regular_file() && is_image_extension(lower_extension(entry.path()))) files.push_back(entry.path().string());
+    if (entry.is_regular_file() && is_image_extension(data::image_format_of(entry.path().string()))) files.push_back(entry.path().string());
   std::sort(files.begin(), files.end());
   if (files.empty()) error("--dir ", dir, " holds no images (png, jpg, jpeg, webp, bmp, tif, ppm, pgm)");
   return files;

@@ -57,6 +57,10 @@ struct CaptionFolderOptions {
 std::unique_ptr<ImageTextSource> open_caption_folder(const std::string& dir_or_file,
                                                      const CaptionFolderOptions& options = {});
 
+// A file's format as ImageTextSample::image_format holds it: the lower-case
+// extension without its dot ("photos/Cat.JPG" -> "jpg"; none -> "").
+std::string image_format_of(const std::string& path);
+
 // Captions for class labels in the style of open_clip's zero-shot templates
 // ("a photo of a {}."): "{}" is replaced by the class name.
 const std::vector<std::string>& default_caption_templates();
