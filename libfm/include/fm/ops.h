@@ -8,3 +8,4 @@
 #include "fm/ops/norm.h"
 #include "fm/ops/reduce.h"
 #include "fm/ops/shape_ops.h"
+#include "fm/ops/spectral.h"
