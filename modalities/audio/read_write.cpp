@@ -31,19 +31,23 @@ Audio read(const std::string& path) {
   return decode(bytes.data(), bytes.size(), path);
 }
 
+std::string encode(const Audio& audio, const std::string& format, const WriteOptions& options,
+                   const std::string& name) {
+  std::string ext = format;
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  const std::string op = "audio write: " + (name.empty() ? "(memory)" : name);
+  detail::check_audio(audio, op);
+  if (ext == "wav" || ext == "flac") return detail::sndfile_encode(audio, ext == "flac", options.encoding, op);
+  if (ext == "mp3") return detail::ffmpeg_encode_mp3(audio, options.mp3_bitrate, op);
+  error(op, ": unknown format '", format, "' (expected wav, flac or mp3)");
+}
+
 void write(const std::string& path, const Audio& audio, const WriteOptions& options) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  const std::string op = "audio write: " + path;
-  detail::check_audio(audio, op);
-  std::string bytes;
-  if (ext == ".wav" || ext == ".flac") {
-    bytes = detail::sndfile_encode(audio, ext == ".flac", options.encoding, op);
-  } else if (ext == ".mp3") {
-    bytes = detail::ffmpeg_encode_mp3(audio, options.mp3_bitrate, op);
-  } else {
-    error(op, ": unknown extension '", ext, "' (expected .wav, .flac or .mp3)");
-  }
+  if (ext != ".wav" && ext != ".flac" && ext != ".mp3")
+    error("audio write: ", path, ": unknown extension '", ext, "' (expected .wav, .flac or .mp3)");
+  const std::string bytes = encode(audio, ext.substr(1), options, path);
   io::AtomicFile file(path, "audio write");
   file.write(bytes.data(), bytes.size());
   file.commit();

@@ -68,4 +68,12 @@ void SampleSink::image_png(const std::string& tag, const std::string& png, int h
   write_file_atomic(dir_ + "/step_" + std::to_string(step_) + "_" + file_stem(tag) + ".png", png);
 }
 
+void SampleSink::audio_wav(const std::string& tag, const std::string& wav, double sample_rate, int channels,
+                           int64_t frames) {
+  if (events_)
+    events_->add_audio_wav(tag, {reinterpret_cast<const uint8_t*>(wav.data()), wav.size()}, sample_rate, channels,
+                           frames, step_);
+  write_file_atomic(dir_ + "/step_" + std::to_string(step_) + "_" + file_stem(tag) + ".wav", wav);
+}
+
 }  // namespace fm::train

@@ -54,6 +54,10 @@ struct WriteOptions {
 // Written atomically (temp file, fsync, rename): readers see the old file or
 // the new one, never a part. Errors name the path.
 void write(const std::string& path, const Audio& audio, const WriteOptions& options = {});
+// The bytes of such a file, in memory: format "wav", "flac" or "mp3"; errors
+// name `name` (what the bytes are for) when given.
+std::string encode(const Audio& audio, const std::string& format, const WriteOptions& options = {},
+                   const std::string& name = "");
 
 // Resamples to `rate` Hz through libswresample (its windowed-sinc filter,
 // default settings); the result has ceil(frames * rate / sample_rate) frames

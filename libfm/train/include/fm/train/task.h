@@ -53,6 +53,8 @@ class SampleSink {
   void text(const std::string& tag, const std::string& text);
   // `png` is an encoded PNG of height x width.
   void image_png(const std::string& tag, const std::string& png, int height, int width);
+  // `wav` is a whole WAV file of `frames` samples per channel.
+  void audio_wav(const std::string& tag, const std::string& wav, double sample_rate, int channels, int64_t frames);
 
  private:
   std::string dir_;
