@@ -15,5 +15,6 @@ int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate_image(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_caption(const std::vector<std::string>& args);         // LIBFM_MEDIA
 int cmd_prepare_media(const std::vector<std::string>& args);  // shapes, images (LIBFM_MEDIA)
+int cmd_prepare_melodies(const std::vector<std::string>& args);  // after "melodies" (LIBFM_MEDIA)
 
 }  // namespace fm::app

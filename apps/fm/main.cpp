@@ -22,6 +22,7 @@ void usage() {
       "  caption --run DIR IMAGE... | --dir FOLDER        describe images with a caption run\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
+      "  prepare melodies --n N --out DIR               generate the captioned-melodies clips\n"
       "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"
       "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
       "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n\n"
