@@ -46,6 +46,13 @@ int cmd_generate(const std::vector<std::string>& args) {
     error("generate image: this build of fm has no image support (configure with -DLIBFM_MEDIA=ON)");
 #endif
   }
+  if (!args.empty() && args[0] == "music") {
+#ifdef FM_HAVE_MEDIA
+    return cmd_generate_music({args.begin() + 1, args.end()});
+#else
+    error("generate music: this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+  }
   Flags f("usage: fm generate text --run DIR --prompt TEXT [options]\n\n"
           "Continues the prompt with the newest checkpoint of a text run (KV-cached sampling).");
   f.option("run", "", "run directory made by fm train")
@@ -57,7 +64,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       .option("seed", "1", "sampling seed");
   if (!f.parse(args)) return 0;
   if (f.positional().size() != 1 || f.positional()[0] != "text")
-    error("generate: expected the modality 'text' or 'image' (fm generate text|image --run DIR --prompt ...)");
+    error("generate: expected the modality 'text', 'image' or 'music' (fm generate text|image|music --run DIR --prompt ...)");
   const std::string dir = f.get("run");
   if (dir.empty()) error("generate: --run DIR is required");
   const std::string prompt = f.get("prompt");

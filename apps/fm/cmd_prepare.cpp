@@ -1,6 +1,7 @@
 // fm prepare text --tokenizer TOK --out DIR [--name N] [--val-fraction F] FILES...
 // fm prepare shapes|images ...: see media/cmd_prepare_images.cpp
 // fm prepare melodies ...: see media/cmd_prepare_melodies.cpp
+// fm prepare midi ...: see media/cmd_prepare_midi.cpp
 // fm tokenizer train --vocab-size N --out TOK FILES...
 #include <chrono>
 #include <cstdio>
@@ -28,6 +29,13 @@ int cmd_prepare(const std::vector<std::string>& args) {
     error("prepare melodies: this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
 #endif
   }
+  if (!args.empty() && args[0] == "midi") {
+#ifdef FM_HAVE_MEDIA
+    return cmd_prepare_midi(std::vector<std::string>(args.begin() + 1, args.end()));
+#else
+    error("prepare midi: this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+  }
   Flags f("usage: fm prepare text --tokenizer TOK --out DIR [options] FILES...\n\n"
           "Encodes text files into llm.c/nanoGPT token shards (<name>_train_NNN.bin, <name>_val_000.bin).");
   f.option("tokenizer", "", "tokenizer file (fm tokenizer train)")
@@ -37,7 +45,7 @@ int cmd_prepare(const std::vector<std::string>& args) {
       .option("shard-tokens", "100000000", "tokens per training shard at most");
   if (!f.parse(args)) return 0;
   if (f.positional().empty() || f.positional()[0] != "text")
-    error("prepare: expected text, shapes, images or melodies (fm prepare text ...)");
+    error("prepare: expected text, shapes, images, melodies or midi (fm prepare text ...)");
   const std::vector<std::string> files(f.positional().begin() + 1, f.positional().end());
   if (files.empty()) error("prepare: no input files");
   if (f.get("tokenizer").empty() || f.get("out").empty()) error("prepare: --tokenizer and --out are required");

@@ -13,8 +13,11 @@ int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_generate_image(const std::vector<std::string>& args);  // LIBFM_MEDIA
+int cmd_generate_music(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_caption(const std::vector<std::string>& args);         // LIBFM_MEDIA
 int cmd_prepare_media(const std::vector<std::string>& args);  // shapes, images (LIBFM_MEDIA)
 int cmd_prepare_melodies(const std::vector<std::string>& args);  // after "melodies" (LIBFM_MEDIA)
+int cmd_prepare_midi(const std::vector<std::string>& args);      // after "midi" (LIBFM_MEDIA)
+int cmd_codec(const std::vector<std::string>& args);           // encode, decode (LIBFM_MEDIA)
 
 }  // namespace fm::app

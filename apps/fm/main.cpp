@@ -19,10 +19,13 @@ void usage() {
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
+      "  generate music --run DIR --prompt TEXT --out F   audio from a text-to-music run\n"
       "  caption --run DIR IMAGE... | --dir FOLDER        describe images with a caption run\n"
+      "  codec encode|decode --run DIR --in F --out F     audio to a codec run's codes and back\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
       "  prepare melodies --n N --out DIR               generate the captioned-melodies clips\n"
+      "  prepare midi --from DIR --soundfont SF2 --out D  render and caption MIDI files as clips\n"
       "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"
       "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
       "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n\n"
@@ -59,6 +62,13 @@ int main(int argc, char** argv) {
       return fm::app::cmd_caption(args);
 #else
       fm::error("this build of fm has no image support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+    }
+    if (cmd == "codec") {
+#ifdef FM_HAVE_MEDIA
+      return fm::app::cmd_codec(args);
+#else
+      fm::error("this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
 #endif
     }
     std::fprintf(stderr, "fm: unknown command '%s' (try fm --help)\n", cmd.c_str());

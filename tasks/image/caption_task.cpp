@@ -14,12 +14,14 @@
 
 #include "fm/autograd.h"
 #include "fm/data/shapes.h"
+#include "fm/data/melodies_checker.h"
 #include "fm/data/shapes_checker.h"
 #include "fm/factory.h"
 #include "fm/objectives/contrastive.h"
 #include "fm/objectives/next_token.h"
 #include "fm/ops.h"
 #include "fm/tasks/caption.h"
+#include "fm/tasks/audio_data.h"
 #include "fm/tasks/caption_metrics.h"
 #include "fm/tasks/clip.h"
 #include "fm/tasks/image_text_data.h"
@@ -32,6 +34,14 @@ namespace {
 
 void declare_caption_keys(train::Config& c) {
   c.add_string("model.layout", "cross", "cross (ViT encoder + cross-attending decoder) or single (one Transformer, prefix mask)")
+      .add_string("model.modality", "image", "image (ViT patches) or audio (AST patches of a log-mel spectrogram)")
+      .add_int("model.sample_rate", 16000, "audio: clips are resampled to this rate")
+      .add_double("model.clip_seconds", 4.0, "audio: clips are cut or zero-padded to this length")
+      .add_int("model.n_fft", 512, "audio: STFT window")
+      .add_int("model.hop", 256, "audio: STFT hop")
+      .add_int("model.n_mels", 64, "audio: mel bands")
+      .add_int("model.patch_freq", 16, "audio: patch height in mel bands")
+      .add_int("model.patch_time", 16, "audio: patch width in frames")
       .add_int("model.image_size", 32, "image side in pixels (images are resized and cropped to it)")
       .add_int("model.patch_size", 4, "ViT patch side")
       .add_int("model.channels", 3, "image channels: 3 (RGB) or 1 (luminance)")
@@ -62,13 +72,14 @@ void declare_caption_keys(train::Config& c) {
       .add_double("decode.top_p", 1.0, "sampling: nucleus mass")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 1000, "held-out images for the validation loss and the caption metrics (0: all)")
-      .add_string("eval.checker", "", "shapes: exact-match figures for captioned shapes (empty: none)")
+      .add_string("eval.checker", "", "shapes or melodies: exact-match figures for captioned shapes or melodies (empty: none)")
       .add_int("eval.samples", 8, "held-out images captioned in the logs at each sample step");
   declare_image_data_keys(c, "held-out captioned images: validation loss and caption metrics");
 }
 
 void resolve_caption(train::Config& c) {
   if (const std::string clip_dir = c.get_string("model.image_encoder"); !clip_dir.empty()) {
+    if (c.get_string("model.modality") != "image") error("config: model.image_encoder needs model.modality = image");
     const train::Config clip = train::load_run_config(clip_dir);
     if (clip.get_string("task.kind") != "clip") error("config: model.image_encoder: ", clip_dir, " is not a clip run");
     if (c.get_string("model.layout") != "cross") error("config: model.image_encoder needs model.layout = cross");
@@ -80,6 +91,29 @@ void resolve_caption(train::Config& c) {
   if (c.get_int("model.vocab_size") == 0)
     c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
           "data.tokenizer");
+}
+
+// Sample -> {"image": the model's input, "text", "eot"}: an image as the
+// image kinds transform it (random crops and flips in training when the
+// config asks), or a clip as [1, samples] (a random crop of longer files in
+// training, their start otherwise) with its caption tokenized likewise.
+data::Transform caption_transform(const train::Config& c, const CaptionOptions& o,
+                                  const text::BpeTokenizer& tokenizer, bool training) {
+  if (o.modality == "image") {
+    ImageTransformOptions io = image_transform_options(c);
+    if (!training) io.random_crop = io.hflip = false;  // evaluation sees every image whole
+    return image_text_transform(io, tokenizer, o.context_length, {});
+  }
+  AudioClipOptions ao;
+  ao.sample_rate = int(o.sample_rate);
+  ao.samples = o.clip_samples;
+  ao.random_crop = training;
+  const data::Transform clip = audio_clip_transform(ao);
+  return [clip, tokenizer, L = o.context_length](const data::ImageTextSample& s, uint64_t seed) {
+    data::Example e = clip(s, seed);
+    auto [ids, eot] = tokenize_caption(tokenizer, s.caption, L);
+    return data::Example{{"image", e.at("audio")}, {"text", ids}, {"eot", scalar_tensor(double(eot), DType::i64)}};
+  };
 }
 
 // The decoder's inputs and targets from a batch's "text" [B, L] (caption,
@@ -114,16 +148,14 @@ class CaptionTask : public train::Task {
     load_image_encoder();
     const auto& o = model_->options;
     if (!ctx.open_data) {
-      bench_images_ = randn({B_, o.channels, o.image_size, o.image_size}).to(device_);
+      bench_images_ = (audio() ? randn({B_, 1, o.clip_samples}) * 0.1 : randn({B_, o.channels, o.image_size, o.image_size})).to(device_);
       bench_ = decoder_batch(randint(0, o.vocab_size, {B_, o.context_length}),
                              full({B_}, double(o.context_length - 1), DType::i64), eot_);
       for (Tensor* t : {&bench_.inputs, &bench_.targets, &bench_.last}) *t = t->to(device_);
       return;
     }
-    ImageTransformOptions io = image_transform_options(cfg_);
-    train_.emplace(cfg_, std::vector<std::string>{}, image_text_transform(io, tokenizer_, o.context_length, {}));
-    io.random_crop = io.hflip = false;  // evaluation sees every image whole
-    eval_transform_ = image_text_transform(io, tokenizer_, o.context_length, {});
+    train_.emplace(cfg_, std::vector<std::string>{}, caption_transform(cfg_, o, tokenizer_, true));
+    eval_transform_ = caption_transform(cfg_, o, tokenizer_, false);
   }
 
   nn::Module& model() override { return *model_; }
@@ -133,6 +165,7 @@ class CaptionTask : public train::Task {
     DecoderBatch d = decoder_batch(b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_), eot_);
     auto out = loss(b.tensors.at("image").to(device_), d);
     out.metrics["skipped"] = double(b.skipped);
+    if (const int64_t cut = captions_truncated(); cut > 0) out.metrics["captions_truncated"] = double(cut);
     return out;
   }
 
@@ -180,12 +213,13 @@ class CaptionTask : public train::Task {
   }
 
   int64_t batch_samples() const override { return B_; }
-  std::string sample_unit() const override { return "img"; }
+  std::string sample_unit() const override { return audio() ? "clip" : "img"; }
   double flops_per_sample() const override {
     // 6 FLOPs per parameter per token it acts on, plus attention's products.
     const auto& o = model_->options;
     const double n_img = double(model_->image_tokens()), L = double(o.context_length);
-    const double embed = double(model_->patch_embed->num_parameters());
+    const double embed = double(model_->patch_embed ? model_->patch_embed->num_parameters()
+                                                    : model_->spec_embed->num_parameters());
     if (model_->core) {
       const double T = n_img + L;
       return 6.0 * (embed * n_img + double(model_->core->num_parameters()) * T + double(o.vocab_size * o.text_width) * L) +
@@ -247,7 +281,8 @@ class CaptionTask : public train::Task {
                        const std::vector<std::string>& generated, std::map<std::string, double>& out) const {
     std::map<std::string, size_t> example_of;  // image key -> example
     std::vector<CaptionExample> examples;
-    const bool shapes = cfg_.get_string("eval.checker") == "shapes";
+    const std::string checker = cfg_.get_string("eval.checker");
+    const bool shapes = checker == "shapes", melodies = checker == "melodies";
     std::map<std::string, std::pair<int64_t, int64_t>> exact;  // group -> (matches, images)
     std::map<std::string, int64_t> attributes;                  // one-shape images: attribute -> right
     for (size_t i = 0; i < indices.size(); ++i) {
@@ -255,6 +290,12 @@ class CaptionTask : public train::Task {
       auto [it, fresh] = example_of.emplace(s.key, examples.size());
       if (fresh) examples.push_back({normalize_caption(generated[i]), {}});
       examples[it->second].references.push_back(normalize_caption(s.caption));
+      if (melodies) {
+        const bool ok = normalize_caption(generated[i]) == normalize_caption(s.caption);
+        exact[""].first += ok;
+        exact[""].second += 1;
+        melody_attributes(s.caption, generated[i], attributes);
+      }
       if (!shapes) continue;
       const data::ParsedCaption p = data::parse_shapes_caption(s.caption);
       bool held_out = false;
@@ -275,9 +316,29 @@ class CaptionTask : public train::Task {
       out["exact" + g] = double(mn.first) / double(mn.second);
       out["exact" + g + "_n"] = double(mn.second);
     }
+    if (melodies && !exact.empty())
+      for (const char* a : {"key", "tempo", "timbre", "register"})
+        out[std::string("melody_") + a] = double(attributes[a]) / double(exact[""].second);
     if (const auto it = exact.find("_one"); it != exact.end())
       for (const char* a : {"colour", "type", "size", "position"})
         out[std::string("one_") + a] = double(attributes[a]) / double(it->second.second);
+  }
+
+  // Which of a melody caption's four attributes the generated caption names
+  // rightly (a caption outside the grammar names none).
+  static void melody_attributes(const std::string& want_caption, const std::string& generated,
+                                std::map<std::string, int64_t>& right) {
+    const data::MelodyCaption want = data::parse_melody_caption(want_caption);
+    data::MelodyCaption got;
+    try {
+      got = data::parse_melody_caption(generated);
+    } catch (const Error&) {
+      return;
+    }
+    right["key"] += got.key == want.key;
+    right["tempo"] += got.tempo == want.tempo;
+    right["timbre"] += got.timbre == want.timbre;
+    right["register"] += got.register_word == want.register_word;
   }
 
   // Which words of a one-shape caption the generated one gets right (a
@@ -297,6 +358,8 @@ class CaptionTask : public train::Task {
     right["position"] += got.position == want.position;
   }
 
+  bool audio() const { return model_->options.modality == "audio"; }
+
   const train::Config& cfg_;
   text::BpeTokenizer tokenizer_;
   int32_t eot_;
@@ -315,7 +378,8 @@ const train::TaskRegistrar registrar{{
     "Captioning: an image encoder and a text decoder (or one prefix-masked Transformer) trained with next-token loss",
     declare_caption_keys,
     resolve_caption,
-    {"model.layout", "model.image_size", "model.patch_size", "model.channels", "model.vision_width",
+    {"model.layout", "model.modality", "model.sample_rate", "model.clip_seconds", "model.n_fft", "model.hop",
+     "model.n_mels", "model.patch_freq", "model.patch_time", "model.image_size", "model.patch_size", "model.channels", "model.vision_width",
      "model.vision_layers", "model.vision_heads", "model.cls_token", "model.vocab_size", "model.context_length",
      "model.text_width", "model.text_layers", "model.text_heads", "model.coca", "model.unimodal_layers",
      "model.embed_dim"},
@@ -335,6 +399,17 @@ CaptionRun load_caption_run(const std::string& run_dir) {
   train::load_run_weights(run_dir, *r.model);
   r.model->eval();
   r.decode = decode_options(r.config, r.model->options);
+  if (o.modality == "audio") {
+    AudioClipOptions ao;
+    ao.sample_rate = int(o.sample_rate);
+    ao.samples = o.clip_samples;
+    ao.random_crop = false;
+    const data::Transform clip = audio_clip_transform(ao);
+    r.transform = [clip](const data::ImageTextSample& s, uint64_t seed) {
+      return data::Example{{"image", clip(s, seed).at("audio")}};
+    };
+    return r;
+  }
   ImageTransformOptions io = image_transform_options(r.config);
   io.random_crop = io.hflip = false;
   r.transform = image_transform(io);
@@ -343,8 +418,11 @@ CaptionRun load_caption_run(const std::string& run_dir) {
 
 Tensor CaptionRun::load_image(const std::string& path) const {
   const std::string e = data::image_format_of(path);
-  for (const char* audio : {"wav", "flac", "ogg", "mp3", "m4a", "aac", "opus"})
-    if (e == audio) error(path, ": it is audio (.", e, "), and this run captions images");
+  bool is_audio = false;
+  for (const char* audio : {"wav", "flac", "ogg", "mp3", "m4a", "aac", "opus"}) is_audio = is_audio || e == audio;
+  const bool audio_run = model->options.modality == "audio";
+  if (is_audio && !audio_run) error(path, ": it is audio (.", e, "), and this run captions images");
+  if (!is_audio && audio_run) error(path, ": it is not an audio file (.wav, .flac, .ogg, .mp3, ...), and this run captions audio");
   std::ifstream in(path, std::ios::binary);
   if (!in) error(path, ": cannot open it");
   data::ImageTextSample s;

@@ -1,6 +1,7 @@
 #include "fm/tasks/image_text_data.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <sstream>
 
@@ -92,10 +93,19 @@ int32_t end_of_text_id(const text::BpeTokenizer& tokenizer) {
   return it->second;
 }
 
+namespace {
+std::atomic<int64_t> g_truncated{0};
+}  // namespace
+
+int64_t captions_truncated() { return g_truncated.load(std::memory_order_relaxed); }
+
 std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
                                             int64_t context_length) {
   std::vector<int32_t> ids = tokenizer.encode(caption);
-  if (int64_t(ids.size()) > context_length - 1) ids.resize(size_t(context_length - 1));
+  if (int64_t(ids.size()) > context_length - 1) {
+    ids.resize(size_t(context_length - 1));
+    g_truncated.fetch_add(1, std::memory_order_relaxed);
+  }
   const int64_t eot = int64_t(ids.size());
   std::vector<int64_t> row(size_t(context_length), 0);
   std::copy(ids.begin(), ids.end(), row.begin());

@@ -9,6 +9,8 @@
 #include "fm/ops.h"
 #include "fm/tasks/caption.h"
 
+#include <cmath>
+
 namespace fm::tasks {
 
 CaptionOptions caption_options(const train::Config& c) {
@@ -30,6 +32,14 @@ CaptionOptions caption_options(const train::Config& c) {
   o.unimodal_layers = c.get_int("model.unimodal_layers");
   o.embed_dim = c.get_int("model.embed_dim");
   o.freeze_image_tower = c.get_bool("model.freeze_image_encoder");
+  o.modality = c.get_string("model.modality");
+  o.sample_rate = c.get_int("model.sample_rate");
+  o.clip_samples = int64_t(std::lround(c.get_double("model.clip_seconds") * double(o.sample_rate)));
+  o.n_fft = c.get_int("model.n_fft");
+  o.hop = c.get_int("model.hop");
+  o.n_mels = c.get_int("model.n_mels");
+  o.patch_freq = c.get_int("model.patch_freq");
+  o.patch_time = c.get_int("model.patch_time");
   return o;
 }
 

@@ -53,13 +53,32 @@ CaptionModel::CaptionModel(const CaptionOptions& o, Generator* gen) : options(o)
   if (o.freeze_image_tower && single) error("CaptionModel: freeze_image_tower needs the cross layout");
   if (o.coca && (o.unimodal_layers <= 0 || o.unimodal_layers >= o.text_layers))
     error("CaptionModel: coca needs 0 < unimodal_layers < text_layers, got ", o.unimodal_layers, " of ", o.text_layers);
-  image::PatchEmbeddingOptions pe;
-  pe.image_size = o.image_size;
-  pe.patch_size = o.patch_size;
-  pe.channels = o.channels;
-  pe.d_model = single ? o.text_width : o.vision_width;
-  pe.cls_token = o.cls_token;
-  patch_embed = register_module("patch_embed", std::make_shared<image::PatchEmbedding>(pe, gen));
+  if (o.modality == "image") {
+    image::PatchEmbeddingOptions pe;
+    pe.image_size = o.image_size;
+    pe.patch_size = o.patch_size;
+    pe.channels = o.channels;
+    pe.d_model = single ? o.text_width : o.vision_width;
+    pe.cls_token = o.cls_token;
+    patch_embed = register_module("patch_embed", std::make_shared<image::PatchEmbedding>(pe, gen));
+  } else if (o.modality == "audio") {
+    features.mel.sample_rate = int(o.sample_rate);
+    features.mel.stft.n_fft = o.n_fft;
+    features.mel.stft.hop_length = o.hop;
+    features.mel.n_mels = o.n_mels;
+    features.mean = -6.0, features.std = 4.0;  // log(mel + 1e-6) of clips near full scale spans about [-14, 2]
+    audio::SpectrogramEmbeddingOptions se;
+    se.n_mels = o.n_mels;
+    se.patch_freq = o.patch_freq;
+    se.patch_time = o.patch_time;
+    se.frames = audio::feature_frames(o.clip_samples, features) / o.patch_time * o.patch_time;
+    if (se.frames == 0) error("CaptionModel: ", o.clip_samples, " samples give fewer frames than patch_time ", o.patch_time);
+    se.d_model = single ? o.text_width : o.vision_width;
+    se.cls_token = o.cls_token;
+    spec_embed = register_module("spec_embed", std::make_shared<audio::SpectrogramEmbedding>(se, gen));
+  } else {
+    error("CaptionModel: modality must be 'image' or 'audio', got '", o.modality, "'");
+  }
   token_embedding = register_module("token_embedding", std::make_shared<nn::Embedding>(nn::EmbeddingOptions{o.vocab_size, o.text_width}));
   positional_embedding = register_module(
       "positional_embedding", std::make_shared<nn::Embedding>(nn::EmbeddingOptions{o.context_length, o.text_width}));
@@ -97,10 +116,22 @@ Tensor CaptionModel::embed_text(const Tensor& ids, int64_t start) const {
 
 Tensor CaptionModel::head(const Tensor& h) const { return linear(h, token_embedding->weight); }
 
+int64_t CaptionModel::image_tokens() const {
+  return (patch_embed ? patch_embed->num_patches() : spec_embed->num_patches()) + (options.cls_token ? 1 : 0);
+}
+
 Tensor CaptionModel::encode_image(const Tensor& images) const {
   std::optional<NoGradGuard> frozen;
   if (options.freeze_image_tower) frozen.emplace();
-  Tensor patches = patch_embed->forward(images);
+  Tensor patches;
+  if (patch_embed) {
+    patches = patch_embed->forward(images);
+  } else {
+    if (images.dim() != 3 || images.size(1) != 1 || images.size(2) != options.clip_samples)
+      error("CaptionModel: waveforms must be [B, 1, ", options.clip_samples, "], got ", images.shape());
+    const Tensor mel = audio::log_mel_features(images.select(1, 0), features);
+    patches = spec_embed->forward(mel.narrow(2, 0, spec_embed->options.frames));
+  }
   return core ? patches : visual->forward(patches);  // cross: bidirectional encoder, final norm on every token
 }
 

@@ -92,7 +92,29 @@ assert shared and all(clip[k] == cap[k] for k in shared), 'differs'
 PY
 echo "clip image tower: loaded, frozen"
 
-# 6. Bad input: a clear line naming the file; the good files are still captioned.
+# 6. An audio captioner (the spectrogram adapter in place of the patches) on
+#    captioned melodies learns (validation loss falls), reports the
+#    melodies' figures, and captions audio files; images given to it are named.
+"$fm" prepare melodies --split train --n 96 --seed 0 --out mel/train > /dev/null
+"$fm" prepare melodies --split val --n 8 --seed 1 --out mel/val > /dev/null
+sed -E 's/.*"caption":"([^"]*)".*/\1/' mel/train/captions.jsonl > mel.txt
+"$fm" tokenizer train --vocab-size 300 --out mel.tok mel.txt > /dev/null
+"$fm" train "$root/experiments/caption_melodies.ini" --data.train=mel/train --data.val=mel/val --data.tokenizer=mel.tok \
+  --model.vision_width=32 --model.vision_layers=1 --model.text_width=32 --model.text_layers=1 --train.batch_size=8 \
+  --train.max_steps=30 --train.warmup_steps=5 --train.eval_every=15 --train.save_every=30 --train.eval_samples=8 \
+  --eval.samples=2 --runtime.threads=1 --runtime.peak_gflops=100 --run.dir=runs/audio > /dev/null
+v0=$(first runs/audio val_loss) v1=$(last runs/audio val_loss)
+awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(b < a) }' || fail "audio captioner: val_loss did not fall: $v0 -> $v1"
+grep -q '"melody_timbre"' runs/audio/metrics.jsonl || fail "the audio captioner reports no melody figures"
+"$fm" caption --run runs/audio mel/val/mel_000000.wav > audio.jsonl
+grep -q '"file":"mel/val/mel_000000.wav","caption":"' audio.jsonl || { cat audio.jsonl; fail "no caption of the clip"; }
+"$fm" caption --run runs/audio --dir mel/val --beam 1 > audio_dir.jsonl
+[ "$(wc -l < audio_dir.jsonl)" = 8 ] || fail "--dir did not caption the 8 clips"
+if "$fm" caption --run runs/audio 000001.png > /dev/null 2> audio.err; then fail "an image given to an audio captioner must fail"; fi
+grep -q "000001.png: it is not an audio file" audio.err || { cat audio.err; fail "the image given to the audio captioner is not named"; }
+echo "audio captioner: val_loss $v0 -> $v1, clips captioned"
+
+# 7. Bad input: a clear line naming the file; the good files are still captioned.
 echo "not an image" > broken.png
 head -c 100 /dev/urandom > sound.wav
 if "$fm" caption --run runs/tiny 000001.png broken.png sound.wav > mixed.jsonl 2> mixed.err; then fail "skips must make the exit code 1"; fi

@@ -27,23 +27,34 @@ bool is_image_extension(const std::string& e) {
   static const char* kinds[] = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm"};
   return std::any_of(std::begin(kinds), std::end(kinds), [&](const char* k) { return e == k; });
 }
+bool is_audio_extension(const std::string& e) {
+  static const char* kinds[] = {"wav", "flac", "ogg", "mp3", "m4a", "aac", "opus"};
+  return std::any_of(std::begin(kinds), std::end(kinds), [&](const char* k) { return e == k; });
+}
 
-// The images of a folder (not recursive), sorted by name.
-std::vector<std::string> folder_images(const std::string& dir) {
+// The images (or, for an audio captioner, the audio files) of a folder (not
+// recursive), sorted by name.
+std::vector<std::string> folder_files(const std::string& dir, bool audio) {
   if (!fs::is_directory(dir)) error("--dir ", dir, " is not a directory");
   std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.is_regular_file() && is_image_extension(data::image_format_of(entry.path().string()))) files.push_back(entry.path().string());
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string e = data::image_format_of(entry.path().string());
+    if (entry.is_regular_file() && (audio ? is_audio_extension(e) : is_image_extension(e)))
+      files.push_back(entry.path().string());
+  }
   std::sort(files.begin(), files.end());
-  if (files.empty()) error("--dir ", dir, " holds no images (png, jpg, jpeg, webp, bmp, tif, ppm, pgm)");
+  if (files.empty())
+    error("--dir ", dir, audio ? " holds no audio files (wav, flac, ogg, mp3, m4a, aac, opus)"
+                               : " holds no images (png, jpg, jpeg, webp, bmp, tif, ppm, pgm)");
   return files;
 }
 
 }  // namespace
 
 int cmd_caption(const std::vector<std::string>& args) {
-  Flags f("usage: fm caption --run DIR (IMAGE... | --dir FOLDER) [--beam N] [--out captions.jsonl]\n\n"
-          "Captions images with the newest checkpoint (EMA weights when kept) of a caption run.\n"
+  Flags f("usage: fm caption --run DIR (FILE... | --dir FOLDER) [--beam N] [--out captions.jsonl]\n\n"
+          "Captions images (or audio files, for an audio captioner) with the newest checkpoint\n"
+          "(EMA weights when kept) of a caption run.\n"
           "Prints (or writes to --out) one JSON line per image: {\"file\", \"caption\", \"score\"}.");
   f.option("run", "", "run directory made by fm train (task.kind = caption)")
       .option("dir", "", "caption every image of this folder (sorted by name)")
@@ -60,17 +71,16 @@ int cmd_caption(const std::vector<std::string>& args) {
   const std::string dir = f.get("run");
   if (dir.empty()) error("--run DIR is required");
   std::vector<std::string> files = f.positional();
-  if (!f.get("dir").empty()) {
-    if (!files.empty()) error("give image files or --dir FOLDER, not both");
-    files = folder_images(f.get("dir"));
-  }
-  if (files.empty()) error("no images given (IMAGE... or --dir FOLDER)");
   const int64_t batch = f.get_int("batch");
   if (batch < 1) error("--batch must be at least 1, got ", batch);
-
   const train::Config config = train::load_run_config(dir);
   if (config.get_string("task.kind") != "caption")
     error(dir, " is a '", config.get_string("task.kind"), "' run, not a caption run");
+  if (!f.get("dir").empty()) {
+    if (!files.empty()) error("give files or --dir FOLDER, not both");
+    files = folder_files(f.get("dir"), config.get_string("model.modality") == "audio");
+  }
+  if (files.empty()) error("no files given (IMAGE... or AUDIO... or --dir FOLDER)");
   tasks::CaptionRun run = tasks::load_caption_run(dir);
   tasks::DecodeOptions o = run.decode;
   if (!f.get("beam").empty()) o.beam = f.get_int("beam");

@@ -2,8 +2,6 @@
 // fm generate image --run DIR --prompts captions.jsonl --out DIR
 // Everything is generated before anything is written, so a bad prompt or a
 // failure midway leaves no partial output; each file is written atomically.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,48 +15,10 @@
 #include "fm/tasks/diffusion.h"
 #include "fm/train/recipe.h"
 #include "../options.h"
+#include "prompt_file.h"
 
 namespace fm::app {
 namespace fs = std::filesystem;
-namespace {
-
-struct PromptLine {
-  std::string file, caption;
-};
-
-// The shapes spec's captions.jsonl: {"file": ..., "caption": ...} per line.
-std::vector<PromptLine> read_prompts(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) error("generate image: cannot read --prompts ", path);
-  std::vector<PromptLine> out;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      error("generate image: ", path, ":", n, ": not JSON (", e.what(), ")");
-    }
-    if (!j.is_object() || !j.contains("file") || !j.contains("caption") || !j["file"].is_string() ||
-        !j["caption"].is_string())
-      error("generate image: ", path, ":", n, ": expected {\"file\": ..., \"caption\": ...}");
-    const std::string file = j["file"];
-    if (file.empty() || fs::path(file).is_absolute() || file.find("..") != std::string::npos)
-      error("generate image: ", path, ":", n, ": 'file' must be a relative path inside --out, got '", file, "'");
-    out.push_back({file, j["caption"]});
-  }
-  if (out.empty()) error("generate image: ", path, " holds no prompts");
-  return out;
-}
-
-void check_writable_dir(const fs::path& dir, const std::string& what) {
-  if (!fs::is_directory(dir)) error("generate image: ", what, " ", dir.string(), " is not a directory");
-  if (access(dir.c_str(), W_OK) != 0) error("generate image: ", what, " ", dir.string(), " is not writable");
-}
-
-}  // namespace
-
 int cmd_generate_image(const std::vector<std::string>& args) {
   Flags f("usage: fm generate image --run DIR (--prompt TEXT --out FILE.png | --prompts captions.jsonl --out DIR) [options]\n\n"
           "Generates images with the newest checkpoint (EMA weights when kept) of a diffusion run.\n"
@@ -99,12 +59,12 @@ int cmd_generate_image(const std::vector<std::string>& args) {
   objectives::make_sampler(o.sampler, tasks::sampler_options(config));  // an unknown name fails before the model loads
   std::vector<PromptLine> lines;
   if (!prompts_file.empty()) {
-    lines = read_prompts(prompts_file);
-    check_writable_dir(out, "--out");
+    lines = read_prompt_file(prompts_file, "generate image");
+    check_writable_dir(out, "--out", "generate image");
   } else {
     if (fs::path(out).extension() != ".png") error("generate image: --out ", out, " must name a .png file");
     const fs::path parent = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
-    check_writable_dir(parent, "the folder of --out");
+    check_writable_dir(parent, "the folder of --out", "generate image");
   }
 
   const auto run = tasks::load_text2image_run(dir, train::parse_device(f.get("device")));

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "fm/audio/spectrogram_embedding.h"
 #include "fm/image/patch_embedding.h"
 #include "fm/nn/transformer.h"
 
@@ -24,8 +25,14 @@ namespace fm::tasks {
 
 struct CaptionOptions {
   std::string layout = "cross";  // "cross" or "single"
+  std::string modality = "image";  // "image" (ViT patches) or "audio" (AST patches of a log-mel)
   // image tower
   int64_t image_size = 32, patch_size = 4, channels = 3;
+  // audio (modality = audio): waveforms of clip_samples samples at sample_rate
+  // become log-mel features (hop, n_fft, n_mels; the frames cut to a multiple
+  // of patch_time) cut into patch_freq x patch_time patches
+  int64_t sample_rate = 16000, clip_samples = 64000;
+  int64_t n_fft = 512, hop = 256, n_mels = 64, patch_freq = 16, patch_time = 16;
   int64_t vision_width = 128, vision_layers = 4, vision_heads = 4;
   bool cls_token = false;  // a class token before the patches (CLIP towers with pool = cls have one)
   bool freeze_image_tower = false;  // cross layout: the image tower runs without gradient (a CLIP run's, kept as is)
@@ -48,7 +55,7 @@ class CaptionModel : public nn::Module {
  public:
   explicit CaptionModel(const CaptionOptions& o, Generator* init_gen = nullptr);
 
-  // images [B, C, H, W], decoder input ids [B, T] (a start token, then the
+  // images [B, C, H, W] (or waveforms [B, 1, T] for audio), decoder input ids [B, T] (a start token, then the
   // caption); last [B]: each row's last caption position in ids (CoCa only).
   CaptionForward forward(const Tensor& images, const Tensor& ids, const Tensor& last = Tensor()) const;
 
@@ -60,10 +67,12 @@ class CaptionModel : public nn::Module {
   // later calls may pass an undefined image.
   Tensor encode_image(const Tensor& images) const;
   Tensor logits(const Tensor& image, const Tensor& ids, std::vector<nn::KVCache>* caches = nullptr) const;
-  int64_t image_tokens() const { return patch_embed->num_patches() + (options.cls_token ? 1 : 0); }
+  int64_t image_tokens() const;
 
   CaptionOptions options;
-  std::shared_ptr<image::PatchEmbedding> patch_embed;
+  std::shared_ptr<image::PatchEmbedding> patch_embed;     // modality image
+  std::shared_ptr<audio::SpectrogramEmbedding> spec_embed;  // modality audio (its input is a waveform [B, 1, T])
+  audio::LogMelFeatures features;                          // modality audio
   std::shared_ptr<nn::Transformer> visual;         // cross: the image encoder
   std::shared_ptr<nn::Transformer> core;           // single: the one Transformer
   std::shared_ptr<nn::Embedding> token_embedding;  // also the output head (tied)

@@ -73,6 +73,9 @@ data::Transform image_transform(const ImageTransformOptions& image);
 // and the end-of-text position.
 std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer, const std::string& caption,
                                             int64_t context_length);
+// Captions cut short by tokenize_caption so far in this process (a context
+// too short for the data): kinds log it so the cut is never silent.
+int64_t captions_truncated();
 
 // Runs f on consecutive batches of the first `limit` samples of source (0:
 // all), in order, transformed in the calling thread.
