@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "fm/kernels/spectral.h"
 #include "helpers.h"
 
 namespace fm {
@@ -12,6 +13,10 @@ namespace {
 using test::all_close;
 using test::grads_ok;
 using test::leaf;
+
+// libfm built without FFmpeg's libavutil has no CPU FFT (the ops say so).
+#define SKIP_WITHOUT_CPU_FFT() \
+  if (!kernels::rfft.has(DeviceType::cpu)) GTEST_SKIP() << "no CPU FFT in this build (FFmpeg's libavutil missing)"
 
 // X_k = sum_j x_j e^(-2 pi i jk / n), rows of x [M, n] -> [M, n/2+1, 2].
 std::vector<double> naive_rfft(const std::vector<double>& x, int64_t rows, int64_t n) {
@@ -32,6 +37,7 @@ std::vector<double> naive_rfft(const std::vector<double>& x, int64_t rows, int64
 }
 
 TEST(Rfft, EqualsNaiveDftAtManyLengths) {
+  SKIP_WITHOUT_CPU_FFT();
   manual_seed(11);
   for (int64_t n : {1, 2, 3, 7, 16, 97, 400, 401, 512}) {
     const Tensor x = randn({3, n}, DType::f64);
@@ -45,6 +51,7 @@ TEST(Rfft, EqualsNaiveDftAtManyLengths) {
 }
 
 TEST(Rfft, LeadingDimsAndRoundTrip) {
+  SKIP_WITHOUT_CPU_FFT();
   manual_seed(12);
   for (int64_t n : {5, 64, 400, 401}) {
     const Tensor x = randn({2, 3, n});
@@ -57,6 +64,7 @@ TEST(Rfft, LeadingDimsAndRoundTrip) {
 }
 
 TEST(Irfft, IgnoresImaginaryPartsOfRealBins) {
+  SKIP_WITHOUT_CPU_FFT();
   manual_seed(13);
   for (int64_t n : {8, 9}) {
     const Tensor x = randn({2, n}, DType::f64);
@@ -73,6 +81,7 @@ TEST(Irfft, IgnoresImaginaryPartsOfRealBins) {
 }
 
 TEST(Rfft, GradientsMatchFiniteDifferences) {
+  SKIP_WITHOUT_CPU_FFT();
   manual_seed(14);
   for (int64_t n : {1, 2, 6, 7, 16}) {
     EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return rfft(in[0]); }, {leaf({2, n})})) << "n = " << n;
@@ -84,6 +93,7 @@ TEST(Rfft, GradientsMatchFiniteDifferences) {
 }
 
 TEST(Rfft, HalfTypesComputeInF32) {
+  SKIP_WITHOUT_CPU_FFT();
   manual_seed(15);
   const Tensor x = randn({4, 32});
   const Tensor X = rfft(x.to(DType::bf16));
@@ -92,6 +102,7 @@ TEST(Rfft, HalfTypesComputeInF32) {
 }
 
 TEST(Rfft, BadInputsNameTheProblem) {
+  SKIP_WITHOUT_CPU_FFT();
   EXPECT_THROW(rfft(zeros({3, 0})), Error);
   EXPECT_THROW(rfft(zeros({4}, DType::i64)), Error);
   EXPECT_THROW(irfft(zeros({5, 2}), 16), Error);  // 16 needs 9 bins
