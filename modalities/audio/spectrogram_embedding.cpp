@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "fm/autocast.h"
 #include "fm/factory.h"
 #include "fm/nn/init.h"
 #include "fm/ops.h"
@@ -42,6 +43,21 @@ Tensor log_mel_features(const Tensor& x, const LogMelFeatures& o) {
 int64_t feature_frames(int64_t samples, const LogMelFeatures& o) {
   const int64_t hop = o.mel.stft.hop_length > 0 ? o.mel.stft.hop_length : o.mel.stft.n_fft / 4;
   return o.mel.stft.center ? 1 + samples / hop : 1 + (samples - o.mel.stft.n_fft) / hop;
+}
+
+ClipFeatures::ClipFeatures(const LogMelFeatures& f, int64_t samples, int64_t patch_time, const char* who)
+    : log_mel(f), clip_samples(samples) {
+  if (patch_time < 1) error(who, ": patch_time must be positive, got ", patch_time);
+  frames = feature_frames(samples, f) / patch_time * patch_time;
+  if (frames <= 0) error(who, ": ", samples, " samples give fewer frames than patch_time ", patch_time);
+}
+
+Tensor ClipFeatures::operator()(const Tensor& waveforms, const char* who) const {
+  const Tensor x = waveforms.dim() == 3 && waveforms.size(1) == 1 ? waveforms.select(1, 0) : waveforms;
+  if (x.dim() != 2 || x.size(1) != clip_samples)
+    error(who, ": waveforms must be [B, ", clip_samples, "] or [B, 1, ", clip_samples, "], got ", waveforms.shape());
+  AutocastGuard f32(std::nullopt);
+  return log_mel_features(x, log_mel).narrow(2, 0, frames);
 }
 
 SpectrogramEmbedding::SpectrogramEmbedding(const SpectrogramEmbeddingOptions& o, Generator* gen) : options(o) {

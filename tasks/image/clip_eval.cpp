@@ -31,16 +31,41 @@ std::vector<int64_t> diagonal_ranks(const Tensor& scores) {
 
 }  // namespace
 
-Tensor class_text_features(const CLIP& model, const std::vector<std::string>& classes,
+std::map<std::string, double> recall_at_k(const Tensor& scores, const std::string& a, const std::string& b) {
+  const Tensor s = scores.to(DType::f32).to(Device::cpu());
+  std::map<std::string, double> out;
+  const std::pair<std::string, Tensor> directions[] = {{a + "2" + b, s}, {b + "2" + a, s.t()}};
+  for (const auto& [name, d] : directions) {
+    const std::vector<int64_t> ranks = diagonal_ranks(d);
+    for (int64_t k : {1, 5, 10}) {
+      const auto hits = std::count_if(ranks.begin(), ranks.end(), [&](int64_t r) { return r < k; });
+      out[name + "_r" + std::to_string(k)] = double(hits) / double(ranks.size());
+    }
+  }
+  return out;
+}
+
+Tensor class_text_features(const ContrastiveModel& model, const std::vector<std::string>& classes,
                            const std::vector<std::string>& templates, const text::BpeTokenizer& tokenizer,
                            Device device) {
+  std::vector<std::vector<std::string>> prompts;
+  for (const auto& name : classes) {
+    prompts.emplace_back();
+    for (const auto& t : templates) prompts.back().push_back(data::apply_caption_template(t, name));
+  }
+  return class_text_features(model, prompts, tokenizer, device);
+}
+
+Tensor class_text_features(const ContrastiveModel& model, const std::vector<std::vector<std::string>>& prompts,
+                           const text::BpeTokenizer& tokenizer, Device device) {
   NoGradGuard ng;
   std::vector<Tensor> per_class;
-  for (const auto& name : classes) {
+  for (const auto& class_prompts : prompts) {
+    if (class_prompts.empty()) error("class_text_features: class ", per_class.size(), " has no prompts");
     std::vector<Tensor> ids;
     std::vector<int64_t> eots;
-    for (const auto& t : templates) {
-      auto [row, eot] = tokenize_caption(tokenizer, data::apply_caption_template(t, name), model.options.context_length);
+    for (const auto& p : class_prompts) {
+      auto [row, eot] = tokenize_caption(tokenizer, p, model.context_length());
       ids.push_back(row);
       eots.push_back(eot);
     }
@@ -80,17 +105,7 @@ std::map<std::string, double> retrieval(const CLIP& model, const data::ImageText
     texts.push_back(model.encode_text(b.tensors.at("text").to(device), b.tensors.at("eot").to(device)).to(Device::cpu()));
   });
   if (images.empty()) error("retrieval: ", source.name(), " gave no samples");
-  const Tensor scores = matmul(cat(images), cat(texts).t()).to(DType::f32);
-  std::map<std::string, double> out;
-  const std::pair<const char*, Tensor> directions[] = {{"i2t", scores}, {"t2i", scores.t()}};
-  for (const auto& [name, s] : directions) {
-    const std::vector<int64_t> ranks = diagonal_ranks(s);
-    for (int64_t k : {1, 5, 10}) {
-      const auto hits = std::count_if(ranks.begin(), ranks.end(), [&](int64_t r) { return r < k; });
-      out[std::string(name) + "_r" + std::to_string(k)] = double(hits) / double(ranks.size());
-    }
-  }
-  return out;
+  return recall_at_k(matmul(cat(images), cat(texts).t()), "i", "t");
 }
 
 ClipRun load_clip_run(const std::string& run_dir) {

@@ -15,6 +15,39 @@
 
 namespace fm::tasks {
 
+void declare_text_tower_keys(train::Config& c) {
+  c.add_int("model.vocab_size", 0, "text vocabulary (0: the tokenizer's)")
+      .add_int("model.context_length", 32, "caption tokens, end-of-text included")
+      .add_int("model.text_width", 128, "text tower width")
+      .add_int("model.text_layers", 4, "text tower blocks")
+      .add_int("model.text_heads", 4, "text tower heads")
+      .add_int("model.embed_dim", 128, "joint embedding size")
+      .add_bool("model.shared_core", false, "both towers share one Transformer (equal shapes)")
+      .add_string("model.loss", "clip", "clip (softmax InfoNCE) or siglip (sigmoid)")
+      .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)");
+}
+
+void resolve_text_vocab(train::Config& c) {
+  if (c.get_int("model.vocab_size") == 0)
+    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
+          "data.tokenizer");
+}
+
+TextTowerOptions text_tower_options(const train::Config& c) {
+  TextTowerOptions o;
+  o.vocab_size = c.get_int("model.vocab_size");
+  o.context_length = c.get_int("model.context_length");
+  o.width = c.get_int("model.text_width");
+  o.layers = c.get_int("model.text_layers");
+  o.heads = c.get_int("model.text_heads");
+  o.embed_dim = c.get_int("model.embed_dim");
+  o.shared_core = c.get_bool("model.shared_core");
+  const std::string loss = c.get_string("model.loss");
+  if (loss != "clip" && loss != "siglip") error("config: key 'model.loss': '", loss, "' is not clip or siglip");
+  o.logit_bias = loss == "siglip";
+  return o;
+}
+
 CLIPOptions clip_options(const train::Config& c) {
   CLIPOptions o;
   o.image_size = c.get_int("model.image_size");
@@ -24,16 +57,15 @@ CLIPOptions clip_options(const train::Config& c) {
   o.vision_layers = c.get_int("model.vision_layers");
   o.vision_heads = c.get_int("model.vision_heads");
   o.pool = c.get_string("model.pool");
-  o.vocab_size = c.get_int("model.vocab_size");
-  o.context_length = c.get_int("model.context_length");
-  o.text_width = c.get_int("model.text_width");
-  o.text_layers = c.get_int("model.text_layers");
-  o.text_heads = c.get_int("model.text_heads");
-  o.embed_dim = c.get_int("model.embed_dim");
-  o.shared_core = c.get_bool("model.shared_core");
-  const std::string loss = c.get_string("model.loss");
-  if (loss != "clip" && loss != "siglip") error("config: key 'model.loss': '", loss, "' is not clip or siglip");
-  o.logit_bias = loss == "siglip";
+  const TextTowerOptions t = text_tower_options(c);
+  o.vocab_size = t.vocab_size;
+  o.context_length = t.context_length;
+  o.text_width = t.width;
+  o.text_layers = t.layers;
+  o.text_heads = t.heads;
+  o.embed_dim = t.embed_dim;
+  o.shared_core = t.shared_core;
+  o.logit_bias = t.logit_bias;
   return o;
 }
 
@@ -47,25 +79,11 @@ void declare_clip_keys(train::Config& c) {
       .add_int("model.vision_layers", 4, "image tower blocks")
       .add_int("model.vision_heads", 4, "image tower heads")
       .add_string("model.pool", "cls", "image pooling: cls or mean")
-      .add_int("model.vocab_size", 0, "text vocabulary (0: the tokenizer's)")
-      .add_int("model.context_length", 32, "caption tokens, end-of-text included")
-      .add_int("model.text_width", 128, "text tower width")
-      .add_int("model.text_layers", 4, "text tower blocks")
-      .add_int("model.text_heads", 4, "text tower heads")
-      .add_int("model.embed_dim", 128, "joint embedding size")
-      .add_bool("model.shared_core", false, "both towers share one Transformer (equal shapes)")
-      .add_string("model.loss", "clip", "clip (softmax InfoNCE) or siglip (sigmoid)")
       .add_string("data.zeroshot", "", "labelled images for zero-shot accuracy (empty: none)")
       .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
-      .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 1000, "held-out pairs for retrieval, and zero-shot images (0: all)");
+  declare_text_tower_keys(c);
   declare_image_data_keys(c, "held-out pairs for retrieval R@1/5/10 (empty: none)");
-}
-
-void resolve_clip_vocab(train::Config& c) {
-  if (c.get_int("model.vocab_size") == 0)
-    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
-          "data.tokenizer");
 }
 
 int64_t params_of(const nn::Module& m) { return m.num_parameters(); }
@@ -101,7 +119,8 @@ class ClipTask : public train::Task {
     const data::LoaderBatch b = train_->next();
     auto out = loss(b.tensors.at("image").to(device_), b.tensors.at("text").to(device_), b.tensors.at("eot").to(device_));
     return {out.loss, {{"acc_i2t", out.accuracy_i2t}, {"acc_t2i", out.accuracy_t2i},
-                       {"logit_scale", std::exp(model_->logit_scale.item())}, {"skipped", double(b.skipped)}}};
+                       {"logit_scale", std::exp(model_->logit_scale.item())}, {"skipped", double(b.skipped)},
+                       {"captions_truncated", double(captions_truncated())}}};
   }
 
   train::StepOutput bench_step() override { return {loss(bench_images_, bench_ids_, bench_eot_).loss, {}}; }
@@ -127,14 +146,10 @@ class ClipTask : public train::Task {
   int64_t batch_samples() const override { return B_; }
   std::string sample_unit() const override { return "img"; }
   double flops_per_sample() const override {
-    // 6 FLOPs per parameter per token, each tower over its own tokens, plus attention's products.
-    const auto& o = model_->options;
-    const double n_img = double(model_->patch_embed->num_patches() + (o.pool == "cls" ? 1 : 0));
-    const double vision = double(params_of(*model_->visual) + params_of(*model_->patch_embed) + params_of(*model_->visual_proj));
-    const double text = double(params_of(model_->text ? *model_->text : *model_->visual) + params_of(*model_->text_proj));
-    return 6.0 * (vision * n_img + text * double(o.context_length)) +
-           12.0 * (double(o.vision_layers * o.vision_width) * n_img * n_img +
-                   double(o.text_layers * o.text_width) * double(o.context_length * o.context_length));
+    const int64_t n_img = model_->patch_embed->num_patches() + (model_->options.pool == "cls" ? 1 : 0);
+    return model_->flops_per_pair(
+        params_of(*model_->visual) + params_of(*model_->patch_embed) + params_of(*model_->visual_proj), n_img,
+        *model_->visual);
   }
 
   train::TaskState state() const override { return {{{"train", train_ ? train_->position() : 0}}, {}, {}}; }
@@ -144,9 +159,7 @@ class ClipTask : public train::Task {
 
  private:
   objectives::ContrastiveOutput loss(const Tensor& images, const Tensor& ids, const Tensor& eot) const {
-    const Tensor img = model_->encode_image(images), txt = model_->encode_text(ids, eot);
-    return model_->options.logit_bias ? objectives::siglip_loss(img, txt, model_->logit_scale, model_->logit_bias)
-                                      : objectives::clip_loss(img, txt, model_->logit_scale);
+    return model_->loss(model_->encode_image(images), model_->encode_text(ids, eot));
   }
 
   const train::Config& cfg_;
@@ -164,7 +177,7 @@ const train::TaskRegistrar registrar{{
     "clip",
     "CLIP: image and text towers trained with a contrastive loss on image-text pairs",
     declare_clip_keys,
-    resolve_clip_vocab,
+    resolve_text_vocab,
     {"model.image_size", "model.patch_size", "model.channels", "model.vision_width", "model.vision_layers",
      "model.vision_heads", "model.pool", "model.vocab_size", "model.context_length", "model.text_width",
      "model.text_layers", "model.text_heads", "model.embed_dim", "model.shared_core", "model.loss"},

@@ -62,17 +62,18 @@ CaptionModel::CaptionModel(const CaptionOptions& o, Generator* gen) : options(o)
     pe.cls_token = o.cls_token;
     patch_embed = register_module("patch_embed", std::make_shared<image::PatchEmbedding>(pe, gen));
   } else if (o.modality == "audio") {
-    features.mel.sample_rate = int(o.sample_rate);
-    features.mel.stft.n_fft = o.n_fft;
-    features.mel.stft.hop_length = o.hop;
-    features.mel.n_mels = o.n_mels;
-    features.mean = -6.0, features.std = 4.0;  // log(mel + 1e-6) of clips near full scale spans about [-14, 2]
+    audio::LogMelFeatures log_mel;
+    log_mel.mel.sample_rate = int(o.sample_rate);
+    log_mel.mel.stft.n_fft = o.n_fft;
+    log_mel.mel.stft.hop_length = o.hop;
+    log_mel.mel.n_mels = o.n_mels;
+    log_mel.mean = -6.0, log_mel.std = 4.0;  // log(mel + 1e-6) of clips near full scale spans about [-14, 2]
+    features = audio::ClipFeatures(log_mel, o.clip_samples, o.patch_time, "CaptionModel");
     audio::SpectrogramEmbeddingOptions se;
     se.n_mels = o.n_mels;
     se.patch_freq = o.patch_freq;
     se.patch_time = o.patch_time;
-    se.frames = audio::feature_frames(o.clip_samples, features) / o.patch_time * o.patch_time;
-    if (se.frames == 0) error("CaptionModel: ", o.clip_samples, " samples give fewer frames than patch_time ", o.patch_time);
+    se.frames = features.frames;
     se.d_model = single ? o.text_width : o.vision_width;
     se.cls_token = o.cls_token;
     spec_embed = register_module("spec_embed", std::make_shared<audio::SpectrogramEmbedding>(se, gen));
@@ -127,10 +128,7 @@ Tensor CaptionModel::encode_image(const Tensor& images) const {
   if (patch_embed) {
     patches = patch_embed->forward(images);
   } else {
-    if (images.dim() != 3 || images.size(1) != 1 || images.size(2) != options.clip_samples)
-      error("CaptionModel: waveforms must be [B, 1, ", options.clip_samples, "], got ", images.shape());
-    const Tensor mel = audio::log_mel_features(images.select(1, 0), features);
-    patches = spec_embed->forward(mel.narrow(2, 0, spec_embed->options.frames));
+    patches = spec_embed->forward(features(images, "CaptionModel"));
   }
   return core ? patches : visual->forward(patches);  // cross: bidirectional encoder, final norm on every token
 }

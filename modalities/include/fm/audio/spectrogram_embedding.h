@@ -30,6 +30,21 @@ Tensor log_mel_features(const Tensor& x, const LogMelFeatures& o);
 // Frames of a clip of `samples` samples (centred STFT).
 int64_t feature_frames(int64_t samples, const LogMelFeatures& o);
 
+// What an audio tower reads from clips of `clip_samples` samples: their
+// log-mel features with the frames cut to whole patches. The towers of the
+// caption and clap kinds share it.
+struct ClipFeatures {
+  LogMelFeatures log_mel;
+  int64_t clip_samples = 64000;
+  int64_t frames = 0;  // feature_frames(clip_samples) cut to a multiple of patch_time
+  ClipFeatures() = default;
+  // Throws, naming `who`, when a clip gives fewer frames than one patch.
+  ClipFeatures(const LogMelFeatures& f, int64_t clip_samples, int64_t patch_time, const char* who);
+  // waveforms [B, clip_samples] or [B, 1, clip_samples] -> [B, n_mels, frames],
+  // in f32 even under mixed precision (a log of small powers needs it).
+  Tensor operator()(const Tensor& waveforms, const char* who) const;
+};
+
 struct SpectrogramEmbeddingOptions {
   int64_t n_mels = 64, frames = 256;
   int64_t patch_freq = 16, patch_time = 16;

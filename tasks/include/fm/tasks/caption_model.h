@@ -72,7 +72,7 @@ class CaptionModel : public nn::Module {
   CaptionOptions options;
   std::shared_ptr<image::PatchEmbedding> patch_embed;     // modality image
   std::shared_ptr<audio::SpectrogramEmbedding> spec_embed;  // modality audio (its input is a waveform [B, 1, T])
-  audio::LogMelFeatures features;                          // modality audio
+  audio::ClipFeatures features;                            // modality audio
   std::shared_ptr<nn::Transformer> visual;         // cross: the image encoder
   std::shared_ptr<nn::Transformer> core;           // single: the one Transformer
   std::shared_ptr<nn::Embedding> token_embedding;  // also the output head (tied)

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "fm/image/patch_embedding.h"
-#include "fm/nn/transformer.h"
+#include "fm/tasks/contrastive_model.h"
 
 namespace fm::tasks {
 
@@ -27,33 +27,18 @@ struct CLIPOptions {
   bool logit_bias = false;   // SigLIP's learnable bias
 };
 
-class CLIP : public nn::Module {
+// The text tower, logit scale and loss are ContrastiveModel's
+// (encode_text, text_tokens, pool_text, loss).
+class CLIP : public ContrastiveModel {
  public:
   explicit CLIP(const CLIPOptions& o, Generator* init_gen = nullptr);
   // images [B, C, H, W] f32 -> L2-normalised features [B, embed_dim].
   Tensor encode_image(const Tensor& images) const;
-  // ids [B, L] integer, eot [B] integer (the end-of-text position of each
-  // row) -> L2-normalised features [B, embed_dim].
-  Tensor encode_text(const Tensor& ids, const Tensor& eot) const;
-  // The text tower's final features of every token, [B, L, text_width]
-  // (before pooling and projection): what a text-to-image model reads.
-  Tensor text_tokens(const Tensor& ids) const;
-  // text_tokens' output at each row's end-of-text, projected and normalised:
-  // encode_text(ids, eot) == pool_text(text_tokens(ids), eot).
-  Tensor pool_text(const Tensor& tokens, const Tensor& eot) const;
 
   CLIPOptions options;
   std::shared_ptr<image::PatchEmbedding> patch_embed;
   std::shared_ptr<nn::Transformer> visual;  // also the text tower's core when shared
   std::shared_ptr<nn::Linear> visual_proj;
-  std::shared_ptr<nn::Embedding> token_embedding, positional_embedding;
-  std::shared_ptr<nn::Transformer> text;    // null when shared_core
-  std::shared_ptr<nn::Linear> text_proj;
-  Tensor logit_scale;  // 0-dim, log of the scale
-  Tensor logit_bias;   // 0-dim (logit_bias option only)
 };
-
-// Features / their L2 norm along the last dimension.
-Tensor l2_normalize(const Tensor& x, double eps = 1e-12);
 
 }  // namespace fm::tasks
