@@ -12,12 +12,14 @@ source "$root/tests/e2e/lib.sh"
 
 "$fm" prepare melodies --split train --n 64 --seed 0 --out mel/train > /dev/null
 "$fm" prepare melodies --split val --n 8 --seed 1 --out mel/val > /dev/null
+sed -E 's/.*"caption":"([^"]*)".*/\1/' mel/train/captions.jsonl > mel.txt
+"$fm" tokenizer train --vocab-size 300 --out mel.tok mel.txt > /dev/null
 common=(--runtime.threads=1 --runtime.peak_gflops=100 --train.log_every=10)
 "$fm" train "$root/experiments/codec_melodies.ini" "${common[@]}" --data.train=mel/train --data.val=mel/val \
   --model.channels=8 --model.dim=16 --model.n_codebooks=2 --model.codebook_size=32 --train.batch_size=4 \
   --train.max_steps=20 --train.warmup_steps=2 --train.eval_every=0 --train.save_every=20 --run.dir=runs/codec > /dev/null
 
-tiny=("${common[@]}" --model.codec=runs/codec --data.train=mel/train --data.val=mel/val --model.width=32
+tiny=("${common[@]}" --model.codec=runs/codec --data.train=mel/train --data.val=mel/val --data.tokenizer=mel.tok --model.width=32
       --model.layers=2 --model.heads=2 --model.text_width=32 --model.text_layers=1 --model.text_heads=2
       --train.batch_size=8 --train.warmup_steps=5 --eval.samples=2 --sample.top_k=8)
 recipe=$root/experiments/music_melodies.ini
