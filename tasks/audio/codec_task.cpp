@@ -28,23 +28,6 @@
 namespace fm::tasks {
 namespace {
 
-std::vector<int64_t> parse_ints(const std::string& key, const std::string& value) {
-  std::vector<int64_t> out;
-  for (const auto& item : parse_class_list(value)) {
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != item.size()) error("config: key '", key, "': '", item, "' is not an integer");
-    out.push_back(v);
-  }
-  if (out.empty()) error("config: key '", key, "' is empty");
-  return out;
-}
-
 void declare_codec_keys(train::Config& c) {
   c.add_int("model.sample_rate", 16000, "sample rate in Hz (clips are resampled to it)")
       .add_int("model.channels", 32, "width after the first convolution; each stride doubles it")
@@ -273,7 +256,7 @@ CodecOptions codec_options(const train::Config& c) {
   o.sample_rate = c.get_int("model.sample_rate");
   o.channels = c.get_int("model.channels");
   o.dim = c.get_int("model.dim");
-  o.ratios = parse_ints("model.ratios", c.get_string("model.ratios"));
+  o.ratios = parse_int_list("model.ratios", c.get_string("model.ratios"));
   o.residual_layers = c.get_int("model.residual_layers");
   o.dilation_base = c.get_int("model.dilation_base");
   o.weight_norm = c.get_bool("model.weight_norm");

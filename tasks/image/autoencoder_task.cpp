@@ -24,23 +24,6 @@
 namespace fm::tasks {
 namespace {
 
-std::vector<int64_t> parse_ints(const std::string& key, const std::string& value) {
-  std::vector<int64_t> out;
-  for (const auto& item : parse_class_list(value)) {
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != item.size()) error("config: key '", key, "': '", item, "' is not an integer");
-    out.push_back(v);
-  }
-  if (out.empty()) error("config: key '", key, "' is empty");
-  return out;
-}
-
 
 void declare_autoencoder_keys(train::Config& c) {
   c.add_int("model.image_size", 32, "image side in pixels (images are resized and cropped to it)")
@@ -215,7 +198,7 @@ AutoencoderOptions autoencoder_options(const train::Config& c) {
   o.channels = c.get_int("model.channels");
   o.latent_channels = c.get_int("model.latent_channels");
   o.base_channels = c.get_int("model.base_channels");
-  o.channel_mult = parse_ints("model.channel_mult", c.get_string("model.channel_mult"));
+  o.channel_mult = parse_int_list("model.channel_mult", c.get_string("model.channel_mult"));
   o.res_blocks = c.get_int("model.res_blocks");
   o.groups = c.get_int("model.groups");
   return o;

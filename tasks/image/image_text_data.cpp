@@ -113,6 +113,23 @@ std::pair<Tensor, int64_t> tokenize_caption(const text::BpeTokenizer& tokenizer,
   return {tensor(row), eot};
 }
 
+std::vector<int64_t> parse_int_list(const std::string& key, const std::string& value) {
+  std::vector<int64_t> out;
+  for (const auto& item : parse_class_list(value)) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != item.size()) error("config: key '", key, "': '", item, "' is not an integer");
+    out.push_back(v);
+  }
+  if (out.empty()) error("config: key '", key, "' is empty");
+  return out;
+}
+
 std::vector<float> parse_floats(const std::string& key, const std::string& value) {
   std::vector<float> out;
   for (const auto& item : parse_class_list(value)) {

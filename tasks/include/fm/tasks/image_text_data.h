@@ -43,6 +43,9 @@ class TrainImages {
 
 // "a,b , c" -> {"a", "b", "c"}; "fashion-mnist" -> Fashion-MNIST's classes.
 std::vector<std::string> parse_class_list(const std::string& value);
+// "2,4, 5" -> {2, 4, 5}: the value of config key `key` (named in the errors:
+// an item that is not an integer, an empty list).
+std::vector<int64_t> parse_int_list(const std::string& key, const std::string& value);
 
 struct ImageTransformOptions {
   int64_t size = 32;         // output side
