@@ -6,6 +6,7 @@
 #include "fm/data/melodies.h"
 #include "fm/error.h"
 #include "fm/random.h"
+#include "sample_stream.h"
 
 namespace fm::data {
 namespace {
@@ -44,33 +45,8 @@ constexpr double kT60 = 1.0;            // the pluck's fundamental falls 60 dB i
 constexpr double kRelease = 0.020, kAttack = 0.010, kDecay = 0.080, kSustain = 0.8;
 constexpr double kPeak = 0.5;  // of the whole clip
 
-// The random stream of one sample: Philox block (draw, split, index) under
-// the key `seed`, one block per draw. Split 2 is the noise of
-// render_melody_note(..., noise_seed), apart from every clip's stream.
-class SampleStream {
- public:
-  SampleStream(uint64_t seed, uint32_t split, int64_t index)
-      : key_{uint32_t(seed), uint32_t(seed >> 32)}, split_(split), index_(uint64_t(index)) {}
-
-  double uniform(double lo, double hi) {  // in (lo, hi]
-    const auto l = next();
-    return lo + (hi - lo) * uints_to_unit_double(l[0], l[1]);
-  }
-  int below(int n) {  // in [0, n), by multiply-shift of 64 bits
-    const auto l = next();
-    return int((static_cast<unsigned __int128>(uint64_t(l[0]) << 32 | l[1]) * uint64_t(n)) >> 64);
-  }
-
- private:
-  std::array<uint32_t, 4> next() {
-    return philox4x32({draws_++, split_, uint32_t(index_), uint32_t(index_ >> 32)}, key_);
-  }
-
-  std::array<uint32_t, 2> key_;
-  uint32_t split_;
-  uint64_t index_;
-  uint32_t draws_ = 0;
-};
+// Split 2 of SampleStream is the noise of render_melody_note(..., noise_seed),
+// apart from every clip's stream.
 
 template <size_t K>
 int index_of(const std::array<const char*, K>& words, const std::string& w, const char* what) {
