@@ -19,5 +19,6 @@ int cmd_prepare_media(const std::vector<std::string>& args);  // shapes, images 
 int cmd_prepare_melodies(const std::vector<std::string>& args);  // after "melodies" (LIBFM_MEDIA)
 int cmd_prepare_midi(const std::vector<std::string>& args);      // after "midi" (LIBFM_MEDIA)
 int cmd_codec(const std::vector<std::string>& args);           // encode, decode (LIBFM_MEDIA)
+int cmd_check(const std::vector<std::string>& args);           // melodies (LIBFM_MEDIA)
 
 }  // namespace fm::app

@@ -22,6 +22,7 @@ void usage() {
       "  generate music --run DIR --prompt TEXT --out F   audio from a text-to-music run\n"
       "  caption --run DIR IMAGE... | --dir FOLDER        describe images with a caption run\n"
       "  codec encode|decode --run DIR --in F --out F     audio to a codec run's codes and back\n"
+      "  check melodies --captions captions.jsonl         judge clips against their captions (analyser)\n"
       "  prepare text --tokenizer TOK --out DIR FILES...   turn text files into token shards\n"
       "  prepare shapes --size 32 --n N --out DIR        generate the captioned-shapes images\n"
       "  prepare melodies --n N --out DIR               generate the captioned-melodies clips\n"
@@ -67,6 +68,13 @@ int main(int argc, char** argv) {
     if (cmd == "codec") {
 #ifdef FM_HAVE_MEDIA
       return fm::app::cmd_codec(args);
+#else
+      fm::error("this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
+#endif
+    }
+    if (cmd == "check") {
+#ifdef FM_HAVE_MEDIA
+      return fm::app::cmd_check(args);
 #else
       fm::error("this build of fm has no audio support (configure with -DLIBFM_MEDIA=ON)");
 #endif

@@ -5,6 +5,7 @@
 
 #include "fm/audio/audio.h"
 #include "fm/data/image_text.h"
+#include "fm/data/melodies_checker.h"
 #include "fm/error.h"
 #include "fm/factory.h"
 #include "fm/random.h"
@@ -38,6 +39,33 @@ data::Transform audio_clip_transform(const AudioClipOptions& o) {
     std::memcpy(clip.data(), a.samples.data() + offset, size_t(n) * sizeof(float));
     return data::Example{{"audio", tensor(clip, {1, o.samples})}};
   };
+}
+
+bool melody_checker(const std::string& checker, int64_t sample_rate) {
+  if (checker.empty()) return false;
+  if (checker != "melodies") error("config: key 'eval.checker' must be melodies or empty, got '", checker, "'");
+  if (sample_rate != 16000)
+    error("config: key 'eval.checker': the melodies analyser hears 16 kHz clips; the model's rate is ", sample_rate);
+  return true;
+}
+
+void add_melody_adherence(const std::vector<Tensor>& waves, const std::vector<std::string>& captions,
+                          const std::string& name, std::map<std::string, double>& out) {
+  if (waves.size() != captions.size() || waves.empty())
+    error("add_melody_adherence: ", waves.size(), " clips for ", captions.size(), " captions");
+  double key = 0, tempo = 0, timbre = 0, reg = 0, all = 0;
+  for (size_t i = 0; i < waves.size(); ++i) {
+    const std::vector<float> x = waves[i].to_vector<float>();
+    const data::MelodyCheck c = data::check_melody(data::read_melody(x.data(), int64_t(x.size()), 16000),
+                                                   data::parse_melody_caption(captions[i]));
+    key += c.key, tempo += c.tempo, timbre += c.timbre, reg += c.register_ok, all += c.all();
+  }
+  const double n = double(waves.size());
+  out[name] = all / n;
+  out[name + "_key"] = key / n;
+  out[name + "_tempo"] = tempo / n;
+  out[name + "_timbre"] = timbre / n;
+  out[name + "_register"] = reg / n;
 }
 
 }  // namespace fm::tasks

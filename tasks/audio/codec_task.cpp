@@ -54,7 +54,9 @@ void declare_codec_keys(train::Config& c) {
       .add_double("data.segment_seconds", 1.0, "training crop length (rounded up to a multiple of the hop)")
       .add_double("data.eval_seconds", 4.0, "evaluation clip length from each clip's start (rounded up to the hop; shorter clips zero-padded)")
       .add_int("train.eval_samples", 64, "held-out clips for the evaluation (0: all)")
-      .add_int("eval.samples", 4, "held-out clips written as WAV reconstructions with each sample");
+      .add_int("eval.samples", 4, "held-out clips written as WAV reconstructions with each sample")
+      .add_string("eval.checker", "", "melodies: judge the reconstructions with the captioned-melodies analyser "
+                                      "(codec_adherence*: the ceiling of a music model on these codes)");
 }
 
 // Seconds to samples, rounded up to a multiple of the hop.
@@ -81,6 +83,7 @@ class CodecTask : public train::Task {
     rvq_gen_.manual_seed(seed * 2 + 1);
     Generator init(seed);
     model_ = std::make_unique<Codec>(codec_options(cfg_), &init, &rvq_gen_);
+    check_melodies_ = melody_checker(cfg_.get_string("eval.checker"), model_->options.sample_rate);
     const CodecOptions& o = model_->options;
     mel_.sample_rate = int(o.sample_rate);
     mel_.min_log2 = cfg_.get_int("loss.mel_min_log2");
@@ -135,6 +138,9 @@ class CodecTask : public train::Task {
     std::vector<double> counts(size_t(K * bins), 0.0);
     double l1 = 0, mel = 0, mel_loss = 0, snr = 0;
     int64_t clips = 0;
+    const bool check = check_melodies_;
+    std::vector<Tensor> heard;
+    std::vector<std::string> captions;
     for_each_batch(*val_, eval_transform_, B_, cfg_.get_int("train.eval_samples"), [&](const data::LoaderBatch& b) {
       const Tensor x = b.tensors.at("audio").to(device_);
       const CodecOutput r = model_->forward(x);
@@ -147,6 +153,12 @@ class CodecTask : public train::Task {
       const size_t per = codes.size() / size_t(K);
       for (size_t i = 0; i < codes.size(); ++i) counts[(i / per) * size_t(bins) + size_t(codes[i])] += 1.0;
       clips += x.size(0);
+      if (!check) return;
+      const Tensor cpu = y.to(Device::cpu());
+      for (int64_t i = 0; i < x.size(0); ++i) {
+        heard.push_back(cpu.select(0, i).select(0, 0).contiguous());
+        captions.push_back(val_->read(b.indices[size_t(i)]).caption);
+      }
     });
     if (clips == 0) return out;
     out["val_l1"] = l1 / double(clips);
@@ -171,6 +183,7 @@ class CodecTask : public train::Task {
     out["codebook_usage"] = usage / double(K);
     out["codebook_usage_min"] = usage_min;
     out["codebook_perplexity"] = perplexity / double(K);
+    if (check) add_melody_adherence(heard, captions, "codec_adherence", out);
     return out;
   }
 
@@ -228,6 +241,7 @@ class CodecTask : public train::Task {
   int64_t B_ = 0, segment_ = 0, eval_len_ = 0;
   double w_l1_ = 0, w_mel_ = 0, w_commit_ = 0;
   MelDistanceOptions mel_;     // the loss's
+  bool check_melodies_ = false;  // eval.checker = melodies
   MelDistanceOptions metric_;  // mel_distance's: the defaults, fixed whatever the loss keys
   Generator rvq_gen_;
   std::unique_ptr<Codec> model_;

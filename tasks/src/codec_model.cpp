@@ -238,8 +238,12 @@ Tensor Codec::encode(const Tensor& wave) const {
 }
 
 Tensor Codec::decode(const Tensor& codes) const {
-  if (codes.dim() != 3 || codes.size(1) != n_codebooks() || codes.size(0) == 0 || codes.size(2) == 0)
-    error("Codec::decode: expects codes [B, ", n_codebooks(), ", F] with B, F > 0, got ", codes.shape());
+  // The first K codebooks of a residual quantiser are a coarser code of the
+  // same frames (EnCodec's lower bandwidths), so any K up to the model's decodes.
+  if (codes.dim() != 3 || codes.size(1) < 1 || codes.size(1) > n_codebooks() || codes.size(0) == 0 ||
+      codes.size(2) == 0)
+    error("Codec::decode: expects codes [B, K, F] with 1 <= K <= ", n_codebooks(), " and B, F > 0, got ",
+          codes.shape());
   if (codes.dtype() != DType::i64 && codes.dtype() != DType::i32)
     error("Codec::decode: codes must be integers (i64 or i32), got ", codes.dtype());
   NoGradGuard no_grad;

@@ -63,8 +63,29 @@ printf '\xf4\x07\x00\x00' | dd of=short.wav bs=1 seek=4 conv=notrunc 2> /dev/nul
 [ "$(od -An -tu4 -j40 -N4 short_y.wav | tr -d ' ')" = 2000 ] || fail "a 1000-sample clip did not decode to 1000 samples"
 echo "encode/decode: 4 x 200 codes, 64000 samples back (WAV and FLAC); 1000 samples back as 1000"
 
-# 4. Bad inputs: one clear line.
+# 4. fm check melodies: the analyser hears the data set's own clips as captioned,
+# and rejects them under their captions shifted by one; the codec's evaluation
+# with eval.checker = melodies reports codec_adherence (its round trips judged).
+"$fm" check melodies --captions mel/train/captions.jsonl > check.txt
+tail -n 1 check.txt | grep -q "24 clips: all 100.0%" || { tail -n 1 check.txt; fail "the data set's clips do not all match their captions"; }
+[ "$(grep -c '"all":true' check.txt)" = 24 ] || fail "check melodies did not print 24 matching JSON lines"
+paste -d '\n' <(grep -o '"file":"[^"]*"' mel/train/captions.jsonl) \
+  <(grep -o '"caption":"[^"]*"' mel/train/captions.jsonl | awk 'NR == 1 { f = $0; next } { print } END { print f }') |
+  paste -d ',' - - | sed 's/^/{/; s/$/}/' > mel/train/shifted.jsonl
+"$fm" check melodies --captions mel/train/shifted.jsonl > shifted.txt
+wrong=$(grep -c '"all":true' shifted.txt || true)
+[ "$wrong" -le 1 ] || fail "$wrong of 24 clips matched another clip's caption"
+"$fm" train "$recipe" "${tiny[@]}" --train.max_steps=4 --train.warmup_steps=2 --train.eval_every=4 --eval.checker=melodies --run.dir=runs/checked > /dev/null
+grep -q '"codec_adherence_key":' runs/checked/metrics.jsonl || fail "metrics.jsonl lacks codec_adherence_key"
+expect_error "eval.checker" "$fm" train "$recipe" "${short[@]}" --eval.checker=shapes --run.dir=runs/bad0
+echo "check melodies: 24 of 24 data set clips match, $wrong of 24 under shifted captions; codec_adherence logged"
+
+# 5. Bad inputs: one clear line.
 "$fm" train "$recipe" "${short[@]}" --model.n_codebooks=2 --train.max_steps=3 --run.dir=runs/two > /dev/null
+echo '{"file":"missing.wav","caption":"a slow melody in C major played on a sine wave, low register"}' > miss.jsonl
+expect_error "missing.wav" "$fm" check melodies --captions miss.jsonl
+echo '{"file":"'"$clip"'","caption":"a slow melody in C minor played on a sine wave, low register"}' > badcap.jsonl
+expect_error "C minor" "$fm" check melodies --captions badcap.jsonl --dir .
 expect_error "n_codebooks 4, but the model of runs/two has 2" "$fm" codec decode --run runs/two --in codes.safetensors --out z.wav
 expect_error "is not a directory" "$fm" codec encode --run runs/none --in "$clip" --out z.safetensors
 expect_error "not a run directory" "$fm" codec encode --run mel --in "$clip" --out z.safetensors

@@ -104,7 +104,12 @@ TEST(Codec, ShapesAndExactLengths) {
   EXPECT_LT(rel_err(model.forward(x).reconstruction, model.decode(codes)), 1e-6);
   EXPECT_THROW(model.encode(randn({2, 2, 640})), Error);  // not mono
   EXPECT_THROW(model.encode(randn({2, 640})), Error);
-  EXPECT_THROW(model.decode(codes.narrow(1, 0, 2)), Error);  // fewer codebooks than the model
+  EXPECT_THROW(model.decode(cat({codes, codes.narrow(1, 0, 1)}, 1)), Error);  // more codebooks than the model
+  EXPECT_THROW(model.decode(codes.narrow(1, 0, 0)), Error);
+  // The first K codebooks decode alone: the residual sum of K codewords.
+  const Tensor coarse = model.decode(codes.narrow(1, 0, 2).contiguous());
+  const Tensor latent2 = model.quantizer->decode(codes.narrow(1, 0, 2).contiguous());
+  EXPECT_LT(rel_err(coarse, model.decoder->forward(latent2)), 1e-6);
   EXPECT_THROW(model.decode(full({1, 3, 2}, 16.0, DType::i64)), Error);  // outside [0, codebook_size)
   EXPECT_THROW(model.decode(full({1, 3, 2}, -1.0, DType::i64)), Error);
   EXPECT_THROW(model.decode(zeros({1, 3, 2})), Error);  // not integers

@@ -9,10 +9,13 @@
 // lives beside the tasks, as image_text_data.h does for images. Built with
 // LIBFM_MEDIA.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fm/data/loader.h"
+#include "fm/tensor.h"
 
 namespace fm::tasks {
 
@@ -28,5 +31,16 @@ struct AudioClipOptions {
 // Sample -> {"audio": [1, samples] f32}, the mean of the file's channels.
 // Undecodable files throw fm::Error naming the file (the loader skips them).
 data::Transform audio_clip_transform(const AudioClipOptions& options);
+
+// The captioned-melodies analyser (fm/data/melodies_checker.h) on clips
+// [T] (CPU, 16 kHz) against their captions: out[name] is the share that
+// match in every attribute, out[name + "_key" | "_tempo" | "_timbre" |
+// "_register"] each attribute's. Captions outside the grammar throw.
+// eval.checker's value: true for "melodies" (which needs 16 kHz clips),
+// false for ""; anything else throws naming the key.
+bool melody_checker(const std::string& checker, int64_t sample_rate);
+
+void add_melody_adherence(const std::vector<Tensor>& waves, const std::vector<std::string>& captions,
+                          const std::string& name, std::map<std::string, double>& out);
 
 }  // namespace fm::tasks

@@ -157,7 +157,7 @@ class Codec : public nn::Module {
   CodecOutput forward(const Tensor& wave);
   // wave [B, 1, T] -> codes [B, n_codebooks, ceil(T / hop)] i64; never updates the codebooks.
   Tensor encode(const Tensor& wave) const;
-  // codes [B, K, F] (K = n_codebooks, integers in [0, codebook_size)) -> wave [B, 1, F * hop].
+  // codes [B, K, F] (1 <= K <= n_codebooks: the first K, integers in [0, codebook_size)) -> wave [B, 1, F * hop].
   Tensor decode(const Tensor& codes) const;
 
   int64_t hop() const;  // samples per frame: the product of the ratios
