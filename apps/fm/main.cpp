@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "commands.h"
+#include "fm/dist/communicator.h"
 #include "fm/error.h"
 
 namespace {
@@ -85,6 +86,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fm %s: %s\n", cmd.c_str(), e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fm %s: %s\n", cmd.c_str(), e.what());
+  }
+  // One rank's fatal error ends the whole job now, rather than leaving the
+  // other ranks to wait in a collective until their timeout.
+  if (fm::dist::Communicator* w = fm::dist::active_world()) {
+    std::fflush(stderr);
+    w->abort(1);
   }
   return 1;
 }

@@ -127,7 +127,7 @@ class ClapTask : public train::Task {
       bench_eot_ = full({B_}, double(o.text.context_length - 1), DType::i64).to(device_);
       return;
     }
-    train_.emplace(cfg_, std::vector<std::string>{}, clap_transform(o, tokenizer_, true));
+    train_.emplace(cfg_, ctx, std::vector<std::string>{}, clap_transform(o, tokenizer_, true));
     eval_transform_ = clap_transform(o, tokenizer_, false);
   }
 

@@ -102,6 +102,8 @@ class CodecTask : public train::Task {
     lo.batch_size = B_;
     lo.workers = int(cfg_.get_int("data.workers"));
     lo.seed = seed;
+    lo.rank = ctx.rank;
+    lo.world_size = ctx.world_size;
     train_.emplace(open_audio_text(cfg_.get_string("data.train")),
                    audio_clip_transform({int(o.sample_rate), segment_, true}), lo);
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_audio_text(v);

@@ -222,6 +222,7 @@ class MusicTask : public train::Task {
 
   void build(const train::RunContext& ctx) override {
     device_ = ctx.device;
+    rank_ = ctx.rank, world_size_ = ctx.world_size;
     B_ = cfg_.get_int("train.batch_size");
     cond_drop_ = cfg_.get_double("music.cond_drop");
     if (cond_drop_ < 0 || cond_drop_ >= 1) error("config: key 'music.cond_drop' must lie in [0, 1), got ", cond_drop_);
@@ -269,11 +270,14 @@ class MusicTask : public train::Task {
 
   train::StepOutput train_step() override {
     const int64_t N = train_.codes.size(0);
-    const Tensor index = randint(0, N, {B_}, TensorOptions(DType::i64), &data_gen_);
+    // The world draws W x B rows; this rank takes its block of them.
+    const int64_t W = world_size_, lo = int64_t(rank_) * B_;
+    const Tensor index = randint(0, N, {W * B_}, TensorOptions(DType::i64), &data_gen_).narrow(0, lo, B_);
     ++position_;
     Tensor ids = index_select(train_tok_.ids, 0, index), mask = index_select(train_tok_.mask, 0, index);
     // Condition dropout: those rows train on the empty caption.
-    const Tensor drop = lt(rand({B_, 1}, TensorOptions(DType::f32), &data_gen_), full({B_, 1}, cond_drop_));
+    const Tensor drop = lt(rand({W * B_, 1}, TensorOptions(DType::f32), &data_gen_).narrow(0, lo, B_),
+                           full({B_, 1}, cond_drop_));
     ids = where(drop, empty_.ids, ids);
     mask = where(drop, empty_.mask, mask);
     const Tensor codes = index_select(train_.codes, 0, index).to(device_);
@@ -382,6 +386,7 @@ class MusicTask : public train::Task {
   int64_t B_ = 0, frames_ = 0, position_ = 0;
   double cond_drop_ = 0;
   bool check_melodies_ = false;  // eval.checker = melodies
+  int rank_ = 0, world_size_ = 1;
   Generator data_gen_, sample_gen_;
   std::unique_ptr<MusicModel> model_;
   std::unique_ptr<Codec> codec_;

@@ -67,7 +67,7 @@ class AutoencoderTask : public train::Task {
     pixel_mean_ = tensor(io.mean).reshape({1, o.channels, 1, 1}).to(device_);
     pixel_std_ = tensor(io.std).reshape({1, o.channels, 1, 1}).to(device_);
     const auto classes = parse_class_list(cfg_.get_string("data.classes"));
-    train_.emplace(cfg_, classes, train_transform_);
+    train_.emplace(cfg_, ctx, classes, train_transform_);
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, classes);
   }
 

@@ -154,7 +154,7 @@ class CaptionTask : public train::Task {
       for (Tensor* t : {&bench_.inputs, &bench_.targets, &bench_.last}) *t = t->to(device_);
       return;
     }
-    train_.emplace(cfg_, std::vector<std::string>{}, caption_transform(cfg_, o, tokenizer_, true));
+    train_.emplace(cfg_, ctx, std::vector<std::string>{}, caption_transform(cfg_, o, tokenizer_, true));
     eval_transform_ = caption_transform(cfg_, o, tokenizer_, false);
   }
 

@@ -110,7 +110,7 @@ class ClipTask : public train::Task {
     train_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
     io.random_crop = io.hflip = false;  // evaluation sees every image whole
     eval_transform_ = image_text_transform(io, tokenizer_, o.context_length, templates_);
-    train_.emplace(cfg_, classes_, train_transform_);
+    train_.emplace(cfg_, ctx, classes_, train_transform_);
   }
 
   nn::Module& model() override { return *model_; }

@@ -171,7 +171,7 @@ class DiffusionTask : public train::Task {
     train_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
     io.random_crop = io.hflip = false;
     eval_transform_ = image_text_transform(io, tokenizer_, text.context_length, templates);
-    train_.emplace(cfg_, classes_, train_transform_);
+    train_.emplace(cfg_, ctx, classes_, train_transform_);
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, classes_);
   }
 

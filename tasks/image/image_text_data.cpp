@@ -247,8 +247,10 @@ void declare_image_data_keys(train::Config& c, const std::string& val_help) {
 }
 
 namespace {
-data::LoaderOptions train_loader_options(const train::Config& c) {
+data::LoaderOptions train_loader_options(const train::Config& c, const train::RunContext& ctx) {
   data::LoaderOptions o;
+  o.rank = ctx.rank;
+  o.world_size = ctx.world_size;
   o.batch_size = c.get_int("train.batch_size");
   o.workers = int(c.get_int("data.workers"));
   o.seed = uint64_t(c.get_int("train.seed"));
@@ -256,8 +258,10 @@ data::LoaderOptions train_loader_options(const train::Config& c) {
 }
 }  // namespace
 
-TrainImages::TrainImages(const train::Config& c, const std::vector<std::string>& classes, data::Transform transform)
-    : loader_(open_image_text(c.get_string("data.train"), classes), std::move(transform), train_loader_options(c)) {}
+TrainImages::TrainImages(const train::Config& c, const train::RunContext& ctx, const std::vector<std::string>& classes,
+                         data::Transform transform)
+    : loader_(open_image_text(c.get_string("data.train"), classes), std::move(transform),
+              train_loader_options(c, ctx)) {}
 
 data::LoaderBatch TrainImages::next() {
   data::LoaderBatch b = loader_.next();

@@ -55,6 +55,7 @@ class LmTask : public train::Task {
 
   void build(const train::RunContext& ctx) override {
     device_ = ctx.device;
+    rank_ = ctx.rank, world_size_ = ctx.world_size;
     B_ = cfg_.get_int("train.batch_size");
     T_ = cfg_.get_int("model.block_size");
     const int64_t V = cfg_.get_int("model.vocab_size");
@@ -73,6 +74,8 @@ class LmTask : public train::Task {
     wo.seq_len = T_;
     wo.seed = seed;
     wo.vocab_size = V;
+    wo.rank = ctx.rank;
+    wo.world_size = ctx.world_size;
     const std::string val = cfg_.get_string("data.val").empty() ? cfg_.get_string("data.train") : cfg_.get_string("data.val");
     train_.emplace(cfg_.get_string("data.train"), wo);
     val_.emplace(val, wo);
@@ -90,7 +93,8 @@ class LmTask : public train::Task {
     const int64_t batches = cfg_.get_int("train.eval_steps");
     double total = 0;
     for (int64_t i = 0; i < batches; ++i) {
-      const data::Batch b = val_->sequential(i);
+      // Rank r reads block i * W + r: the world reads the blocks one rank with W x B rows would.
+      const data::Batch b = val_->sequential(i * world_size_ + rank_);
       total += loss(b.inputs.to(device_), b.targets.to(device_)).item();
     }
     return {{"val_loss", total / double(batches)}};
@@ -126,6 +130,7 @@ class LmTask : public train::Task {
   const train::Config& cfg_;
   Device device_;
   int64_t B_ = 0, T_ = 0;
+  int rank_ = 0, world_size_ = 1;
   std::unique_ptr<nn::GPT> model_;
   std::optional<text::BpeTokenizer> tokenizer_;
   std::optional<data::TokenWindows> train_, val_;

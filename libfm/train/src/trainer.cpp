@@ -8,6 +8,8 @@
 #include <optional>
 
 #include "fm/autocast.h"
+#include "fm/dist/communicator.h"
+#include "fm/dist/data_parallel.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/io/atomic_file.h"
@@ -33,6 +35,23 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   f.commit();
 }
 
+// The mean over ranks of each value (every rank must hold the same keys).
+void average_values(dist::Communicator& comm, std::map<std::string, double>& values) {
+  if (comm.world_size() == 1) return;
+  std::vector<double> v;
+  for (const auto& [k, x] : values) v.push_back(x);
+  const Tensor n = tensor(std::vector<double>{double(v.size())}, {1});
+  comm.all_reduce(n, dist::ReduceOp::average);
+  if (n.item<double>() != double(v.size()))
+    error("dist: ranks logged different figures (", v.size(), " here, ", n.item<double>(), " on average)");
+  if (v.empty()) return;
+  const Tensor t = tensor(v, {int64_t(v.size())});
+  comm.all_reduce(t, dist::ReduceOp::average);
+  const std::vector<double> mean = t.to_vector<double>();
+  size_t i = 0;
+  for (auto& [k, x] : values) x = mean[i++];
+}
+
 // A task built from a config, its model on the run's device with flat
 // parameters, and its optimizer: what training, benchmarks and evaluation share.
 struct Setup {
@@ -40,9 +59,14 @@ struct Setup {
   RunContext ctx;
   std::unique_ptr<Task> task;
   std::unique_ptr<optim::AdamW> optimizer;
+  std::shared_ptr<dist::Communicator> comm;
+  std::unique_ptr<dist::GradientReducer> reducer;  // with more than one rank
 
-  Setup(Config c, bool open_data) : config(std::move(c)) {
+  Setup(Config c, bool open_data) : config(std::move(c)), comm(dist::world()) {
     if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
+    comm->timeout_s = config.get_double("runtime.dist_timeout");
+    ctx.rank = comm->rank();
+    ctx.world_size = comm->world_size();
     ctx.config = &config;
     ctx.device = parse_device(config.get_string("runtime.device"));
     ctx.precision = parse_precision(config.get_string("runtime.precision"), "runtime.precision");
@@ -51,7 +75,15 @@ struct Setup {
     task->build(ctx);
     nn::Module& m = task->model();
     m.to(ctx.device);  // initialised on the CPU (the same numbers everywhere), then moved
-    nn::flatten_parameters(m);
+    const nn::FlatParameters flat = nn::flatten_parameters(m);
+    if (comm->world_size() > 1) {
+      // Rank 0's initial weights everywhere (the same seed makes them equal
+      // already; this makes it so whatever a task draws), then the reducer.
+      dist::broadcast_parameters(*comm, flat);
+      const double mb = config.get_double("runtime.bucket_mb");
+      if (mb <= 0) error("config: key 'runtime.bucket_mb' must be positive, got ", mb);
+      reducer = std::make_unique<dist::GradientReducer>(comm, flat, int64_t(mb * 1024 * 1024));
+    }
     optim::AdamWOptions o;
     o.lr = config.get_double("train.lr");
     o.beta1 = config.get_double("train.beta1");
@@ -73,6 +105,7 @@ struct Setup {
     task->model().eval();
     auto out = task->evaluate();
     task->model().train();
+    average_values(*comm, out);
     return out;
   }
 };
@@ -164,12 +197,21 @@ void Trainer::run() {
   const Config& cfg = st.config;
   Task& task = *st.task;
   nn::Module& model = task.model();
+  dist::Communicator& comm = *st.comm;
+  // Rank 0 alone writes the run directory and logs; every rank has checked
+  // it (the constructor) before rank 0 writes config.ini.
+  const bool lead = comm.rank() == 0;
+  comm.barrier();
   const fs::path dir(s.dir), ckpt_dir = dir / "checkpoints";
-  fs::create_directories(ckpt_dir);
-  fs::create_directories(dir / "samples");
-  write_text_atomic((dir / "config.ini").string(), cfg.to_ini());
-  io::MetricsLog metrics((dir / "metrics.jsonl").string(), s.step + 1);
-  io::EventWriter events(s.dir);
+  std::optional<io::MetricsLog> metrics;
+  std::optional<io::EventWriter> events;
+  if (lead) {
+    fs::create_directories(ckpt_dir);
+    fs::create_directories(dir / "samples");
+    write_text_atomic((dir / "config.ini").string(), cfg.to_ini());
+    metrics.emplace((dir / "metrics.jsonl").string(), s.step + 1);
+    events.emplace(s.dir);
+  }
 
   const int64_t accum = cfg.get_int("train.grad_accum"), max_steps = cfg.get_int("train.max_steps");
   const optim::LRSchedule schedule = lr_schedule(cfg);
@@ -181,10 +223,12 @@ void Trainer::run() {
   const double peak = s.peak_gflops;
   const std::string unit = count_tokens ? "tok" : task.sample_unit();
   Progress progress(max_steps, s.step, unit, flops_per_unit, peak);
-  std::printf("fm train: %s | %s | %.2fM parameters | %s %s | %d threads | peak %.0f GFLOP/s | steps %lld..%lld\n",
-              s.dir.c_str(), cfg.get_string("task.kind").c_str(), params / 1e6, st.ctx.device.str().c_str(),
-              cfg.get_string("runtime.precision").c_str(), get_num_threads(), peak, (long long)s.step,
-              (long long)max_steps);
+  if (lead)
+    std::printf("fm train: %s | %s | %.2fM parameters | %s %s | %d threads%s | peak %.0f GFLOP/s | steps %lld..%lld\n",
+                s.dir.c_str(), cfg.get_string("task.kind").c_str(), params / 1e6, st.ctx.device.str().c_str(),
+                cfg.get_string("runtime.precision").c_str(), get_num_threads(),
+                comm.world_size() > 1 ? (" x " + std::to_string(comm.world_size()) + " ranks (" + comm.backend() + ")").c_str() : "",
+                peak, (long long)s.step, (long long)max_steps);
 
   const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
   const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
@@ -195,6 +239,7 @@ void Trainer::run() {
   const int64_t start = s.step;
   int64_t units_since_log = 0;
   auto save = [&] {
+    if (!lead) return;  // every rank holds the same weights and optimizer state
     io::TrainState ts;
     ts.step = s.step;
     ts.rng = default_generator().state();
@@ -209,8 +254,8 @@ void Trainer::run() {
     ts.config = cfg.to_ini();
     ts.optimizer = st.optimizer->state_dict();
     io::save_checkpoint(ckpt_dir.string(), model, ts);
-    metrics.flush();
-    events.flush();
+    metrics->flush();
+    events->flush();
   };
 
   model.train();
@@ -224,9 +269,14 @@ void Trainer::run() {
       StepOutput out = st.forward(false);
       loss_sum += out.loss.item();
       for (const auto& [k, v] : out.metrics) step_metrics[k] += v / double(accum);
+      if (st.reducer) st.reducer->set_sync(micro == accum - 1);  // gradients reduced once, on the last
       (accum > 1 ? out.loss / double(accum) : out.loss).backward();
     }
-    const double loss = loss_sum / double(accum);
+    if (st.reducer) st.reducer->finish();
+    step_metrics["train_loss"] = loss_sum / double(accum);
+    average_values(comm, step_metrics);  // the world's batch: what one rank with all of it would log
+    const double loss = step_metrics["train_loss"];
+    step_metrics.erase("train_loss");
     if (!std::isfinite(loss)) error("training diverged at step ", s.step + 1, ": loss is ", loss);
     const double grad_norm = clip > 0 ? optim::clip_grad_norm(model.parameters(), clip) : NAN;
     st.optimizer->step();
@@ -241,7 +291,7 @@ void Trainer::run() {
     values["train_loss"] = loss;
     values["lr"] = lr;
     if (clip > 0) values["grad_norm"] = grad_norm;
-    if (s.step % log_every == 0 || s.step == max_steps) {
+    if (lead && (s.step % log_every == 0 || s.step == max_steps)) {
       std::printf("%s\n", progress.line(s.step, loss, lr, units_since_log).c_str());
       std::fflush(stdout);
       values[count_tokens ? "tokens_per_s" : "samples_per_s"] = progress.units_per_s();
@@ -254,14 +304,16 @@ void Trainer::run() {
     if (eval_now) {
       const auto figures = st.evaluate();
       values.insert(figures.begin(), figures.end());
-      std::printf("step %6lld | %s\n", (long long)s.step, format_values(figures).c_str());
+      if (lead) std::printf("step %6lld | %s\n", (long long)s.step, format_values(figures).c_str());
     }
-    for (const auto& [k, v] : values) events.add_scalar(k, v, s.step);
-    metrics.log(s.step, values);
-    if (samples_now) {
+    if (lead) {
+      for (const auto& [k, v] : values) events->add_scalar(k, v, s.step);
+      metrics->log(s.step, values);
+    }
+    if (lead && samples_now) {
       NoGradGuard ng;
       model.eval();
-      SampleSink sink((dir / "samples").string(), &events, s.step);
+      SampleSink sink((dir / "samples").string(), &*events, s.step);
       task.write_samples(s.step, sink);
       model.train();
     }
@@ -269,7 +321,7 @@ void Trainer::run() {
     if ((save_every > 0 && s.step % save_every == 0) || s.step == max_steps) save();
   }
   if (s.step < max_steps) save();  // stopped early (run.stop_after): resumable from here
-  std::printf("fm train: done at step %lld; run directory %s\n", (long long)s.step, s.dir.c_str());
+  if (lead) std::printf("fm train: done at step %lld; run directory %s\n", (long long)s.step, s.dir.c_str());
 }
 
 BenchResult bench_train(Config config, int64_t steps) {

@@ -10,6 +10,7 @@
 #include "fm/data/loader.h"
 #include "fm/text/bpe.h"
 #include "fm/train/config.h"
+#include "fm/train/task.h"
 
 namespace fm::tasks {
 
@@ -31,7 +32,9 @@ void declare_image_data_keys(train::Config& c, const std::string& val_help);
 // skipped sample's message once to stderr (the count is in the batch).
 class TrainImages {
  public:
-  TrainImages(const train::Config& c, const std::vector<std::string>& classes, data::Transform transform);
+  // Sharded by ctx.rank over ctx.world_size.
+  TrainImages(const train::Config& c, const train::RunContext& ctx, const std::vector<std::string>& classes,
+              data::Transform transform);
   data::LoaderBatch next();
   int64_t position() const { return loader_.position(); }  // for the train state
   void set_position(int64_t position) { loader_.set_position(position); }

@@ -29,6 +29,10 @@ struct RunContext {
   Device device = Device::cpu();     // runtime.device
   std::optional<DType> precision;    // runtime.precision: the autocast dtype, none for f32
   bool open_data = true;             // false for `fm bench train`: synthetic batches only
+  // Data parallelism: this process is rank `rank` of `world_size`; training
+  // data is sharded so the world's batches are one rank's with world_size x
+  // train.batch_size (fm/dist/data_parallel.h).
+  int rank = 0, world_size = 1;
 };
 
 // One micro-batch's loss and the scalars to log beside it.
