@@ -217,10 +217,12 @@ void Trainer::run() {
   const optim::LRSchedule schedule = lr_schedule(cfg);
   const double params = double(model.num_parameters());
   const bool count_tokens = task.tokens_per_sample() > 0;
-  const int64_t units_per_micro = task.batch_samples() * (count_tokens ? task.tokens_per_sample() : 1);
+  // The progress line counts the world's tokens (or samples) against the world's peak.
+  const int64_t units_per_micro =
+      task.batch_samples() * (count_tokens ? task.tokens_per_sample() : 1) * comm.world_size();
   const double flops_per_unit = count_tokens ? task.flops_per_sample() / double(task.tokens_per_sample())
                                              : task.flops_per_sample();
-  const double peak = s.peak_gflops;
+  const double peak = s.peak_gflops * comm.world_size();
   const std::string unit = count_tokens ? "tok" : task.sample_unit();
   Progress progress(max_steps, s.step, unit, flops_per_unit, peak);
   if (lead)
