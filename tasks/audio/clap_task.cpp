@@ -117,6 +117,7 @@ class ClapTask : public train::Task {
 
   void build(const train::RunContext& ctx) override {
     device_ = ctx.device;
+    world_ = ctx.comm;
     B_ = cfg_.get_int("train.batch_size");
     manual_seed(uint64_t(cfg_.get_int("train.seed")));
     model_ = std::make_unique<CLAP>(clap_options(cfg_));
@@ -174,7 +175,7 @@ class ClapTask : public train::Task {
 
  private:
   objectives::ContrastiveOutput loss(const Tensor& audio, const Tensor& ids, const Tensor& eot) const {
-    return model_->loss(model_->encode_audio(audio), model_->encode_text(ids, eot));
+    return model_->loss(model_->encode_audio(audio), model_->encode_text(ids, eot), world_);
   }
 
   // Zero-shot accuracy per attribute of captioned melodies (the file comment).
@@ -216,6 +217,7 @@ class ClapTask : public train::Task {
   }
 
   const train::Config& cfg_;
+  dist::Communicator* world_ = nullptr;  // training gathers features from every rank
   text::BpeTokenizer tokenizer_;
   Device device_;
   int64_t B_ = 0;

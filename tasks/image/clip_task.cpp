@@ -94,6 +94,7 @@ class ClipTask : public train::Task {
 
   void build(const train::RunContext& ctx) override {
     device_ = ctx.device;
+    world_ = ctx.comm;
     B_ = cfg_.get_int("train.batch_size");
     manual_seed(uint64_t(cfg_.get_int("train.seed")));
     model_ = std::make_unique<CLIP>(clip_options(cfg_));
@@ -159,10 +160,11 @@ class ClipTask : public train::Task {
 
  private:
   objectives::ContrastiveOutput loss(const Tensor& images, const Tensor& ids, const Tensor& eot) const {
-    return model_->loss(model_->encode_image(images), model_->encode_text(ids, eot));
+    return model_->loss(model_->encode_image(images), model_->encode_text(ids, eot), world_);
   }
 
   const train::Config& cfg_;
+  dist::Communicator* world_ = nullptr;  // training gathers features from every rank
   text::BpeTokenizer tokenizer_;
   Device device_;
   int64_t B_ = 0;

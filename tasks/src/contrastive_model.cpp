@@ -1,3 +1,4 @@
+#include "fm/dist/gather.h"
 #include "fm/tasks/contrastive_model.h"
 
 #include <cmath>
@@ -87,7 +88,10 @@ double ContrastiveModel::flops_per_pair(int64_t other_params, int64_t other_toke
          12.0 * (double(a.n_layer * a.block.d_model) * n * n + double(t.n_layer * t.block.d_model) * L * L);
 }
 
-objectives::ContrastiveOutput ContrastiveModel::loss(const Tensor& features, const Tensor& text_features) const {
+objectives::ContrastiveOutput ContrastiveModel::loss(const Tensor& features, const Tensor& text_features,
+                                                     dist::Communicator* world) const {
+  if (world && world->world_size() > 1)
+    return loss(dist::all_gather_with_grad(*world, features), dist::all_gather_with_grad(*world, text_features));
   return logit_bias.defined() ? objectives::siglip_loss(features, text_features, logit_scale, logit_bias)
                               : objectives::clip_loss(features, text_features, logit_scale);
 }

@@ -40,6 +40,22 @@ same runs/one runs/two val_loss || fail "the 2-rank validation loss differs"
 same runs/acc1 runs/acc2 train_loss || fail "accumulation under 2 ranks differs"
 echo "data parallel: 2 ranks x 8 == 1 rank x 16 (train and val losses), also with accumulation"
 
+# 1b. CLIP: the contrastive loss gathers both towers' features from every rank
+# (with gradient), so 2 ranks x 16 pairs take the steps of 1 rank x 32.
+"$fm" prepare shapes --size 32 --split train --n 400 --seed 0 --out shapes/train > /dev/null
+"$fm" prepare shapes --size 32 --split test --n 64 --seed 1 --out shapes/test > /dev/null
+sed -E 's/.*"caption":"([^"]*)".*/\1/' shapes/train/captions.jsonl > captions.txt
+"$fm" tokenizer train --vocab-size 320 --out shapes.tok captions.txt > /dev/null
+clip=(--model.vision_width=32 --model.vision_layers=1 --model.text_width=32 --model.text_layers=1
+      --model.context_length=20 --data.tokenizer=shapes.tok --data.train=shapes/train --data.val=shapes/test
+      --data.workers=1 --train.max_steps=10 --train.warmup_steps=2 --train.log_every=5 --train.eval_every=10
+      --train.save_every=10 --train.eval_samples=64 --runtime.threads=1 --runtime.peak_gflops=100)
+"$fm" train "$root/experiments/clip_shapes.ini" "${clip[@]}" --train.batch_size=32 --run.dir=runs/clip1 > /dev/null
+"${mpi[@]}" -np 2 "$fm" train "$root/experiments/clip_shapes.ini" "${clip[@]}" --train.batch_size=16 --run.dir=runs/clip2 > /dev/null
+same runs/clip1 runs/clip2 train_loss || fail "CLIP on 2 ranks x 16 does not take the steps of 1 rank x 32"
+same runs/clip1 runs/clip2 acc_i2t || fail "CLIP's in-batch accuracy differs on 2 ranks"
+echo "CLIP: 2 ranks x 16 == 1 rank x 32 (features gathered with gradient)"
+
 # 2. Stop a 2-rank run at step 10 and resume it on one rank with the doubled batch.
 "${mpi[@]}" -np 2 "$fm" train "$recipe" "${base[@]}" --train.batch_size=8 --run.dir=runs/moved --run.stop_after=10 > /dev/null
 "$fm" train "$recipe" "${base[@]}" --train.batch_size=16 --run.dir=runs/moved --resume > /dev/null

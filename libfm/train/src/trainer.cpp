@@ -67,6 +67,7 @@ struct Setup {
     comm->timeout_s = config.get_double("runtime.dist_timeout");
     ctx.rank = comm->rank();
     ctx.world_size = comm->world_size();
+    ctx.comm = comm.get();
     ctx.config = &config;
     ctx.device = parse_device(config.get_string("runtime.device"));
     ctx.precision = parse_precision(config.get_string("runtime.precision"), "runtime.precision");

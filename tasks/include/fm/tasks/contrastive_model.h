@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "fm/dist/communicator.h"
 #include "fm/nn/transformer.h"
 #include "fm/objectives/contrastive.h"
 
@@ -38,7 +39,11 @@ class ContrastiveModel : public nn::Module {
   // The contrastive loss between the other tower's features and the text
   // features (both [B, embed_dim], normalised): siglip_loss when the model
   // has a logit bias, else clip_loss.
-  objectives::ContrastiveOutput loss(const Tensor& features, const Tensor& text_features) const;
+  // With a world of several ranks, both are first gathered from every rank
+  // (with gradient: fm/dist/gather.h), so the loss sees the world's batch
+  // as one rank with all of it would (open_clip's gather_with_grad).
+  objectives::ContrastiveOutput loss(const Tensor& features, const Tensor& text_features,
+                                     dist::Communicator* world = nullptr) const;
   int64_t context_length() const { return text_options_.context_length; }
   // Forward + backward FLOPs of one pair, for MFU: 6 per parameter per token
   // it acts on, each tower over its own tokens (the other tower's

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fm/dist/communicator.h"
 #include "fm/io/safetensors.h"
 #include "fm/nn/module.h"
 #include "fm/random.h"
@@ -33,6 +34,7 @@ struct RunContext {
   // data is sharded so the world's batches are one rank's with world_size x
   // train.batch_size (fm/dist/data_parallel.h).
   int rank = 0, world_size = 1;
+  dist::Communicator* comm = nullptr;  // the world's (set by the Trainer; null outside it)
 };
 
 // One micro-batch's loss and the scalars to log beside it.
