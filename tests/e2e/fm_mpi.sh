@@ -62,6 +62,17 @@ echo "CLIP: 2 ranks x 16 == 1 rank x 32 (features gathered with gradient)"
 same runs/one runs/moved train_loss || fail "2 ranks resumed on 1 do not continue the losses"
 echo "resume: a 2-rank run continued on 1 rank gives the losses of a run that never stopped"
 
+# 2b. ZeRO-1 (AdamW state sharded) takes plain data parallelism's steps; a
+# 4-rank ZeRO run stopped at step 10 continues on 2 ranks (batch doubled)
+# with the losses of the run that never stopped.
+"${mpi[@]}" -np 2 "$fm" train "$recipe" "${base[@]}" --train.batch_size=8 --train.zero_stage=1 --run.dir=runs/zero2 > /dev/null
+same runs/two runs/zero2 train_loss || fail "ZeRO-1 on 2 ranks differs from plain data parallelism"
+same runs/two runs/zero2 val_loss || fail "ZeRO-1's validation loss differs"
+"${mpi[@]}" -np 4 "$fm" train "$recipe" "${base[@]}" --train.batch_size=4 --train.zero_stage=1 --run.dir=runs/zero42 --run.stop_after=10 > /dev/null
+"${mpi[@]}" -np 2 "$fm" train "$recipe" "${base[@]}" --train.batch_size=8 --train.zero_stage=1 --run.dir=runs/zero42 --resume > /dev/null
+same runs/one runs/zero42 train_loss || fail "a 4-rank ZeRO-1 run resumed on 2 ranks does not continue the losses"
+echo "ZeRO-1: equal to plain data parallelism; 4 ranks resumed on 2 continue the same losses"
+
 # The pid of rank R of the job whose command line holds TEXT.
 rank_pid() {
   for p in $(pgrep -f "$2"); do

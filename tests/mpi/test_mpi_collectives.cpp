@@ -11,6 +11,9 @@
 #include "fm/dist/communicator.h"
 #include "fm/dist/data_parallel.h"
 #include "fm/dist/gather.h"
+#include "fm/dist/zero.h"
+#include "fm/optim/adamw.h"
+#include "fm/optim/clip.h"
 #include "fm/factory.h"
 #include "fm/nn/flat.h"
 #include "fm/nn/layers.h"
@@ -130,6 +133,46 @@ TEST(Mpi, ReducerGivesTheWholeBatchGradient) {
       EXPECT_LT(rel_err(mine, ref), 1e-5) << name << " bucket " << bucket;
     }
   }
+}
+
+TEST(Mpi, Zero1EqualsAdamWOnTheWholeBatchWithAShardOfItsState) {
+  auto c = comm();
+  const int W = c->world_size(), r = c->rank();
+  const int64_t B = 4;
+  const Tensor batch = of_rank(9, {W * B, 6});
+  optim::AdamWOptions o;
+  o.lr = 1e-2, o.weight_decay = 0.1;
+  manual_seed(5);
+  Mlp ref;
+  nn::flatten_parameters(ref);
+  optim::AdamW adamw(ref, o);
+  manual_seed(5);
+  Mlp m;
+  const nn::FlatParameters flat = nn::flatten_parameters(m);
+  dist::Zero1 zero(c, flat, o);
+  for (int step = 0; step < 3; ++step) {
+    adamw.zero_grad();
+    (sum(ref.forward(batch).pow(2)) / double(W * B)).backward();
+    const double ref_norm = optim::clip_grad_norm(ref.parameters(), 0.5);
+    adamw.step();
+    zero.zero_grad();
+    (sum(m.forward(batch.narrow(0, r * B, B)).pow(2)) / double(B)).backward();
+    EXPECT_NEAR(zero.step(0.5), ref_norm, 1e-5 * ref_norm);
+  }
+  for (const char* name : {"a.weight", "a.bias", "b.weight", "b.bias"})
+    EXPECT_LT(rel_err(param(m, name), param(ref, name)), 1e-5) << name;
+  // The state: about 1/W of AdamW's each, and gathered it is AdamW's.
+  int64_t total = 0;
+  for (const auto& p : m.named_parameters()) total += 2 * p.tensor.numel();
+  EXPECT_LE(zero.state_elements(), total / W + 2 * 16 * 4);  // alignment padding aside
+  const auto mine = zero.state_dict(), theirs = adamw.state_dict();
+  ASSERT_EQ(mine.size(), theirs.size());
+  for (const auto& [k, t] : theirs) EXPECT_LT(rel_err(mine.at(k), t), 1e-5) << k;
+  // Loaded back on a fresh optimizer, the next step is the same.
+  dist::Zero1 again(c, flat, o);
+  again.load_state_dict(theirs);
+  EXPECT_EQ(again.state_dict().at("step").item<int64_t>(), 3);
+  EXPECT_LT(rel_err(again.state_dict().at("exp_avg.b.weight"), theirs.at("exp_avg.b.weight")), 1e-6);
 }
 
 int main(int argc, char** argv) {

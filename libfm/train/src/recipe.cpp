@@ -44,6 +44,7 @@ void declare_trainer_keys(Config& c) {
       .add_string("runtime.device", "cpu", "cpu or cuda:N")
       .add_string("runtime.precision", "f32", "f32, or bf16 (bf16 matrix products, f32 master weights and optimizer)")
       .add_double("runtime.peak_gflops", 0, "peak for MFU (0: measure a GEMM at start)")
+      .add_int("train.zero_stage", 0, "1: ZeRO-1, AdamW state sharded across ranks (reduce-scatter, update, all-gather)")
       .add_double("runtime.bucket_mb", 25, "data parallelism: gradient all-reduce bucket size in MiB")
       .add_double("runtime.dist_timeout", 300, "data parallelism: seconds a collective may wait for the other ranks")
       .add_string("run.dir", "runs/default", "run directory")

@@ -10,6 +10,7 @@
 #include "fm/autocast.h"
 #include "fm/dist/communicator.h"
 #include "fm/dist/data_parallel.h"
+#include "fm/dist/zero.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/io/atomic_file.h"
@@ -60,7 +61,8 @@ struct Setup {
   std::unique_ptr<Task> task;
   std::unique_ptr<optim::AdamW> optimizer;
   std::shared_ptr<dist::Communicator> comm;
-  std::unique_ptr<dist::GradientReducer> reducer;  // with more than one rank
+  std::unique_ptr<dist::GradientReducer> reducer;  // plain data parallelism with more than one rank
+  std::unique_ptr<dist::Zero1> zero;               // train.zero_stage = 1: sharded AdamW instead of `optimizer`
 
   Setup(Config c, bool open_data) : config(std::move(c)), comm(dist::world()) {
     if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
@@ -77,20 +79,40 @@ struct Setup {
     nn::Module& m = task->model();
     m.to(ctx.device);  // initialised on the CPU (the same numbers everywhere), then moved
     const nn::FlatParameters flat = nn::flatten_parameters(m);
+    const int64_t zero_stage = config.get_int("train.zero_stage");
+    if (zero_stage != 0 && zero_stage != 1) error("config: key 'train.zero_stage' must be 0 or 1, got ", zero_stage);
     if (comm->world_size() > 1) {
       // Rank 0's initial weights everywhere (the same seed makes them equal
       // already; this makes it so whatever a task draws), then the reducer.
       dist::broadcast_parameters(*comm, flat);
       const double mb = config.get_double("runtime.bucket_mb");
       if (mb <= 0) error("config: key 'runtime.bucket_mb' must be positive, got ", mb);
-      reducer = std::make_unique<dist::GradientReducer>(comm, flat, int64_t(mb * 1024 * 1024));
+      if (zero_stage == 0) reducer = std::make_unique<dist::GradientReducer>(comm, flat, int64_t(mb * 1024 * 1024));
     }
     optim::AdamWOptions o;
     o.lr = config.get_double("train.lr");
     o.beta1 = config.get_double("train.beta1");
     o.beta2 = config.get_double("train.beta2");
     o.weight_decay = config.get_double("train.weight_decay");
-    optimizer = std::make_unique<optim::AdamW>(m, o);
+    if (zero_stage == 1) zero = std::make_unique<dist::Zero1>(comm, flat, o);
+    else optimizer = std::make_unique<optim::AdamW>(m, o);
+  }
+
+  // The optimizer's calls, whichever it is.
+  void set_lr(double lr) { zero ? zero->set_lr(lr) : optimizer->set_lr(lr); }
+  void zero_grad() { zero ? zero->zero_grad() : optimizer->zero_grad(); }
+  // After the step's backward passes: gradients reduced across ranks,
+  // clipped (clip > 0), the update. Returns the gradient norm (NAN unclipped).
+  double step(double clip) {
+    if (zero) return zero->step(clip);
+    if (reducer) reducer->finish();
+    const double norm = clip > 0 ? optim::clip_grad_norm(task->model().parameters(), clip) : NAN;
+    optimizer->step();
+    return norm;
+  }
+  std::map<std::string, Tensor> optimizer_state() const { return zero ? zero->state_dict() : optimizer->state_dict(); }
+  void load_optimizer_state(const std::map<std::string, Tensor>& s) {
+    zero ? zero->load_state_dict(s) : optimizer->load_state_dict(s);
   }
 
   // One micro-batch's forward under autocast; backward is the caller's.
@@ -170,7 +192,7 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
     return;
   }
   io::TrainState ts = io::load_checkpoint(latest, st.task->model());
-  st.optimizer->load_state_dict(ts.optimizer);
+  st.load_optimizer_state(ts.optimizer);
   s.step = ts.step;
   default_generator().set_state(ts.rng);
   TaskState task_state;
@@ -242,7 +264,10 @@ void Trainer::run() {
   const int64_t start = s.step;
   int64_t units_since_log = 0;
   auto save = [&] {
-    if (!lead) return;  // every rank holds the same weights and optimizer state
+    // Every rank holds the same weights; ZeRO's optimizer state is gathered
+    // from all ranks (a collective), then rank 0 alone writes.
+    std::map<std::string, Tensor> optimizer_state = st.optimizer_state();
+    if (!lead) return;
     io::TrainState ts;
     ts.step = s.step;
     ts.rng = default_generator().state();
@@ -255,7 +280,7 @@ void Trainer::run() {
     if (s.ema)
       for (const auto& [name, t] : s.ema->state_dict()) ts.tensors["ema." + name] = t;
     ts.config = cfg.to_ini();
-    ts.optimizer = st.optimizer->state_dict();
+    ts.optimizer = std::move(optimizer_state);
     io::save_checkpoint(ckpt_dir.string(), model, ts);
     metrics->flush();
     events->flush();
@@ -264,8 +289,8 @@ void Trainer::run() {
   model.train();
   while (s.step < max_steps && (stop_after <= 0 || s.step - start < stop_after)) {
     const double lr = schedule.at(s.step);
-    st.optimizer->set_lr(lr);
-    st.optimizer->zero_grad();
+    st.set_lr(lr);
+    st.zero_grad();
     double loss_sum = 0;
     std::map<std::string, double> step_metrics;
     for (int64_t micro = 0; micro < accum; ++micro) {
@@ -275,14 +300,12 @@ void Trainer::run() {
       if (st.reducer) st.reducer->set_sync(micro == accum - 1);  // gradients reduced once, on the last
       (accum > 1 ? out.loss / double(accum) : out.loss).backward();
     }
-    if (st.reducer) st.reducer->finish();
     step_metrics["train_loss"] = loss_sum / double(accum);
     average_values(comm, step_metrics);  // the world's batch: what one rank with all of it would log
     const double loss = step_metrics["train_loss"];
     step_metrics.erase("train_loss");
     if (!std::isfinite(loss)) error("training diverged at step ", s.step + 1, ": loss is ", loss);
-    const double grad_norm = clip > 0 ? optim::clip_grad_norm(model.parameters(), clip) : NAN;
-    st.optimizer->step();
+    const double grad_norm = st.step(clip);
     if (s.ema) {
       if (ema_warmup) s.ema->update(model, s.step);
       else s.ema->update(model);
@@ -333,10 +356,10 @@ BenchResult bench_train(Config config, int64_t steps) {
   Task& task = *st.task;
   task.model().train();
   auto step = [&] {
-    st.optimizer->zero_grad();
+    st.zero_grad();
     StepOutput out = st.forward(true);
     out.loss.backward();
-    st.optimizer->step();
+    st.step(0);
     out.loss.item();  // waits for the device
   };
   step();  // warm-up: allocator caches filled
