@@ -11,23 +11,50 @@
 namespace fm::cuda {
 namespace {
 
+// Makes `device` current for its scope (cudaMalloc allocates on the current device).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    cudaGetDevice(&previous_);
+    if (previous_ != device) cudaSetDevice(device);
+    device_ = device;
+  }
+  ~DeviceGuard() {
+    if (previous_ != device_) cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = 0, device_ = 0;
+};
+
+// One per device index, each with its own cache of that device's blocks.
 class CudaAllocator final : public CachingAllocator {
+ public:
+  explicit CudaAllocator(int device) : device_(device) {}
+
  protected:
   void* system_allocate(size_t nbytes) override {
+    DeviceGuard guard(device_);
     void* p = nullptr;
     const cudaError_t st = cudaMalloc(&p, nbytes);
     if (st != cudaSuccess) {
       cudaGetLastError();  // clear the sticky error so the caller may retry after freeing
-      error("cuda: out of memory allocating ", nbytes, " bytes (", cudaGetErrorString(st), ")");
+      error("cuda: out of memory allocating ", nbytes, " bytes on cuda:", device_, " (", cudaGetErrorString(st), ")");
     }
     return p;
   }
-  void system_free(void* p) override { cudaFree(p); }
+  void system_free(void* p) override {
+    DeviceGuard guard(device_);
+    cudaFree(p);
+  }
+
+ private:
+  int device_;
 };
 
 // Installed at load time; never destroyed (tensors may outlive static teardown).
 const bool g_installed = [] {
-  set_allocator(DeviceType::cuda, new CudaAllocator());
+  set_allocator_factory(DeviceType::cuda, [](int index) -> Allocator* { return new CudaAllocator(index); });
   return true;
 }();
 
@@ -124,7 +151,7 @@ float Event::elapsed_ms(const Event& end) const {
   return ms;
 }
 
-AllocatorStats memory_stats() { return allocator_for(Device::cuda(0))->stats(); }
+AllocatorStats memory_stats() { return allocator_for(Device::cuda(current_device()))->stats(); }
 
 void* pinned_alloc(size_t nbytes) {
   void* p = nullptr;

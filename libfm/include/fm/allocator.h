@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 // Allocators hand out raw device memory to tensor storages. The CPU one caches
 // freed blocks by size, so a steady training step takes nothing new from the
 // system (see stats().system_allocs).
@@ -27,9 +28,14 @@ class Allocator {
   virtual void empty_cache() = 0;  // return cached blocks to the system
 };
 
-// The allocator of a device type; backends install theirs at load time.
+// The allocator of a device (type and index); backends install theirs at
+// load time. set_allocator: one allocator for every index of a type;
+// set_allocator_factory: one per index, made on first use (each keeps its
+// own cache, and allocates on its own device whatever device is current).
 Allocator* allocator_for(Device d);
 void set_allocator(DeviceType t, Allocator* a);
+void set_allocator_factory(DeviceType t, std::function<Allocator*(int index)> make);
+constexpr int kMaxDeviceIndex = 64;
 
 Allocator* cpu_allocator();
 

@@ -41,7 +41,7 @@ void declare_trainer_keys(Config& c) {
       .add_string("train.target", "", "quality target fm eval checks, e.g. 'zeroshot_top1 >= 0.80' (empty: none)")
       .add_int("train.seed", 1337, "seed of initialisation, data order and dropout")
       .add_int("runtime.threads", 0, "CPU threads (0: all cores)")
-      .add_string("runtime.device", "cpu", "cpu or cuda:N")
+      .add_string("runtime.device", "cpu", "cpu or cuda:N (cuda: cuda:LOCAL_RANK on each rank of a launcher)")
       .add_string("runtime.precision", "f32", "f32, or bf16 (bf16 matrix products, f32 master weights and optimizer)")
       .add_double("runtime.peak_gflops", 0, "peak for MFU (0: measure a GEMM at start)")
       .add_int("train.zero_stage", 0, "1: ZeRO-1, AdamW state sharded across ranks (reduce-scatter, update, all-gather)")

@@ -10,6 +10,7 @@
 #include "fm/autocast.h"
 #include "fm/dist/communicator.h"
 #include "fm/dist/data_parallel.h"
+#include "fm/dist/launch.h"
 #include "fm/dist/zero.h"
 #include "fm/autograd.h"
 #include "fm/factory.h"
@@ -71,7 +72,10 @@ struct Setup {
     ctx.world_size = comm->world_size();
     ctx.comm = comm.get();
     ctx.config = &config;
-    ctx.device = parse_device(config.get_string("runtime.device"));
+    // runtime.device = cuda on several ranks: each rank takes cuda:LOCAL_RANK.
+    std::string device = config.get_string("runtime.device");
+    if (device == "cuda" && comm->world_size() > 1) device = "cuda:" + std::to_string(dist::detect_launch().local_rank);
+    ctx.device = parse_device(device);
     ctx.precision = parse_precision(config.get_string("runtime.precision"), "runtime.precision");
     ctx.open_data = open_data;
     task = find_task(config.get_string("task.kind")).make(config);

@@ -73,7 +73,7 @@ class Event {
   cudaEvent_t e_ = nullptr;
 };
 
-// Allocated, reserved and peak bytes of the CUDA caching allocator.
+// Allocated, reserved and peak bytes of the current device's CUDA caching allocator.
 AllocatorStats memory_stats();
 
 // Pinned (page-locked) host memory for loaders: fast, async-capable copies.
