@@ -19,6 +19,12 @@ std::shared_ptr<Communicator> mpi_world() {
 }
 bool mpi_available() { return false; }
 #endif
+#ifndef FM_HAVE_NCCL
+std::shared_ptr<Communicator> nccl_world(int) {
+  error("dist: this build of libfm has no NCCL (configure with -DLIBFM_MPI=ON where the CUDA toolkit and NCCL are)");
+}
+bool nccl_available() { return false; }
+#endif
 
 std::shared_ptr<Communicator> world() {
   std::lock_guard<std::mutex> lock(mu);

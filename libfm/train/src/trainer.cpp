@@ -67,15 +67,17 @@ struct Setup {
 
   Setup(Config c, bool open_data) : config(std::move(c)), comm(dist::world()) {
     if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
+    // runtime.device = cuda on several ranks: each rank takes cuda:LOCAL_RANK.
+    std::string device = config.get_string("runtime.device");
+    if (device == "cuda" && comm->world_size() > 1) device = "cuda:" + std::to_string(dist::detect_launch().local_rank);
+    ctx.device = parse_device(device);
+    // GPU ranks talk through NCCL (MPI only finds the ranks); CPU ranks through MPI.
+    if (ctx.device.is_cuda() && comm->world_size() > 1 && dist::nccl_available()) comm = dist::nccl_world(ctx.device.index);
     comm->timeout_s = config.get_double("runtime.dist_timeout");
     ctx.rank = comm->rank();
     ctx.world_size = comm->world_size();
     ctx.comm = comm.get();
     ctx.config = &config;
-    // runtime.device = cuda on several ranks: each rank takes cuda:LOCAL_RANK.
-    std::string device = config.get_string("runtime.device");
-    if (device == "cuda" && comm->world_size() > 1) device = "cuda:" + std::to_string(dist::detect_launch().local_rank);
-    ctx.device = parse_device(device);
     ctx.precision = parse_precision(config.get_string("runtime.precision"), "runtime.precision");
     ctx.open_data = open_data;
     task = find_task(config.get_string("task.kind")).make(config);

@@ -57,6 +57,13 @@ std::shared_ptr<Communicator> single_process();
 std::shared_ptr<Communicator> mpi_world();
 bool mpi_available();
 
+// NCCL over device `device` (cuda:device) among the world's ranks, which
+// find each other through world() (MPI); at world size 1 it stands alone.
+// Throws when libfm was built without NCCL (LIBFM_MPI with LIBFM_CUDA and
+// the NCCL library). Host tensors are staged through the device.
+std::shared_ptr<Communicator> nccl_world(int device);
+bool nccl_available();
+
 // The communicator of this process, made once: MPI's world when the process
 // was started by an MPI launcher (mpirun, srun with PMI) and libfm has MPI,
 // else a single process. Torchrun- or Slurm-style variables that ask for
