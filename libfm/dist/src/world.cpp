@@ -21,7 +21,7 @@ bool mpi_available() { return false; }
 #endif
 #ifndef FM_HAVE_NCCL
 std::shared_ptr<Communicator> nccl_world(int) {
-  error("dist: this build of libfm has no NCCL (configure with -DLIBFM_MPI=ON where the CUDA toolkit and NCCL are)");
+  error("dist: this build of libfm has no NCCL (it needs the CUDA backend and the NCCL library)");
 }
 bool nccl_available() { return false; }
 #endif

@@ -59,8 +59,8 @@ bool mpi_available();
 
 // NCCL over device `device` (cuda:device) among the world's ranks, which
 // find each other through world() (MPI); at world size 1 it stands alone.
-// Throws when libfm was built without NCCL (LIBFM_MPI with LIBFM_CUDA and
-// the NCCL library). Host tensors are staged through the device.
+// Throws when libfm was built without NCCL (LIBFM_CUDA and the NCCL
+// library). Host tensors are staged through the device.
 std::shared_ptr<Communicator> nccl_world(int device);
 bool nccl_available();
 
