@@ -1,5 +1,6 @@
 #include "fm/dist/zero.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "fm/autograd.h"

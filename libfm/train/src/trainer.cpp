@@ -8,11 +8,11 @@
 #include <optional>
 
 #include "fm/autocast.h"
+#include "fm/autograd.h"
 #include "fm/dist/communicator.h"
 #include "fm/dist/data_parallel.h"
 #include "fm/dist/launch.h"
 #include "fm/dist/zero.h"
-#include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/io/atomic_file.h"
 #include "fm/io/checkpoint.h"
