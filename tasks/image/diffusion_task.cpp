@@ -129,6 +129,7 @@ class DiffusionTask : public train::Task {
 
   void build(const train::RunContext& ctx) override {
     device_ = ctx.device;
+    rank_ = ctx.rank, world_size_ = ctx.world_size;
     B_ = cfg_.get_int("train.batch_size");
     flow_ = diffusion_.options().process == "flow";
     cond_drop_ = cfg_.get_double("diffusion.cond_drop");
@@ -181,7 +182,7 @@ class DiffusionTask : public train::Task {
     const data::LoaderBatch b = train_->next();
     Tensor ids = b.tensors.at("text"), eot = b.tensors.at("eot");
     const int64_t dropped = drop_captions(ids, eot);
-    const objectives::Noised n = diffusion_.add_noise(to_x0(b.tensors.at("image").to(device_)), noise_gen_);
+    const objectives::Noised n = add_noise_world(to_x0(b.tensors.at("image").to(device_)));
     Tensor loss = diffusion_.loss(model_->denoise(n.x_t, n.timesteps, captions(ids.to(device_), eot.to(device_))), n);
     return {loss, {{"cond_dropped", double(dropped) / double(ids.size(0))}, {"skipped", double(b.skipped)}}};
   }
@@ -264,9 +265,36 @@ class DiffusionTask : public train::Task {
 
   // Condition dropout: each row becomes the empty caption with probability
   // diffusion.cond_drop. Returns how many did.
+  // Noise and times for the world's batch from the one stream every rank
+  // holds, this rank's rows kept. The loader gives rank r the world batch's
+  // rows j * W + r, so those are its rows here too: W ranks draw what one
+  // rank with the whole batch draws, and the streams stay equal on every
+  // rank (rank 0's saved state resumes them all).
+  objectives::Noised add_noise_world(const Tensor& x0) {
+    if (world_size_ == 1) return diffusion_.add_noise(x0, noise_gen_);
+    const int64_t B = x0.size(0), W = world_size_;
+    std::vector<Tensor> slots(size_t(W), zeros_like(x0));
+    slots[size_t(rank_)] = x0;
+    std::vector<int64_t> dims = x0.shape().vec();
+    dims[0] = W * B;
+    objectives::Noised n = diffusion_.add_noise(stack(slots, 1).reshape(Shape(dims)), noise_gen_);
+    for (Tensor* t : {&n.x_t, &n.target, &n.timesteps, &n.weights, &n.alpha, &n.sigma}) {
+      if (!t->defined()) continue;
+      std::vector<int64_t> d = t->shape().vec();
+      d[0] = W;
+      d.insert(d.begin(), B);
+      *t = t->reshape(Shape(d)).select(1, rank_).contiguous();
+    }
+    return n;
+  }
+
   int64_t drop_captions(Tensor& ids, Tensor& eot) {
     if (cond_drop_ <= 0) return 0;
-    const std::vector<float> u = rand({ids.size(0)}, TensorOptions(DType::f32), &drop_gen_).to_vector<float>();
+    const int64_t B = ids.size(0);
+    const std::vector<float> u = rand({B, int64_t(world_size_)}, TensorOptions(DType::f32), &drop_gen_)
+                                     .select(1, rank_)
+                                     .contiguous()
+                                     .to_vector<float>();  // rows j * W + r of the world's draw
     int64_t dropped = 0;
     for (int64_t i = 0; i < ids.size(0); ++i) {
       if (u[size_t(i)] >= cond_drop_) continue;
@@ -313,6 +341,7 @@ class DiffusionTask : public train::Task {
   objectives::Diffusion diffusion_;
   Device device_;
   int64_t B_ = 0;
+  int rank_ = 0, world_size_ = 1;
   double cond_drop_ = 0;
   bool flow_ = false;
   Generator noise_gen_, drop_gen_;

@@ -2,7 +2,8 @@
 # Data-parallel training under real MPI ranks (label mpi), on the fortunes corpus:
 #   1. mpirun -np 2 with batch B takes the steps one rank takes with 2B
 #      (train and validation losses equal to 1e-6), and with gradient
-#      accumulation (no reduction but on the last micro-step);
+#      accumulation (no reduction but on the last micro-step); the same for
+#      CLIP (features gathered) and for text-to-image (noise shared out);
 #   2. a run of 2 ranks resumed on 1 rank (batch doubled) continues the losses
 #      of a run that never stopped;
 #   3. a rank killed mid-run ends the job within 60 s, the last checkpoint
@@ -55,6 +56,18 @@ clip=(--model.vision_width=32 --model.vision_layers=1 --model.text_width=32 --mo
 same runs/clip1 runs/clip2 train_loss || fail "CLIP on 2 ranks x 16 does not take the steps of 1 rank x 32"
 same runs/clip1 runs/clip2 acc_i2t || fail "CLIP's in-batch accuracy differs on 2 ranks"
 echo "CLIP: 2 ranks x 16 == 1 rank x 32 (features gathered with gradient)"
+# 1c. Text-to-image: each rank takes its rows of the world's noise, times and
+# caption drops, so 2 ranks x 8 take the steps of 1 rank x 16.
+t2i=(--model.width=32 --model.layers=1 --model.heads=2 --model.text_width=32 --model.text_layers=1
+     --data.tokenizer=shapes.tok --data.train=shapes/train --data.val=shapes/test --data.workers=1
+     --train.max_steps=10 --train.warmup_steps=2 --train.log_every=5 --train.eval_every=10 --train.save_every=10
+     --train.eval_samples=32 --eval.images=0 --eval.samples=0 --diffusion.steps=4 --runtime.threads=1
+     --runtime.peak_gflops=100)
+"$fm" train "$root/experiments/t2i_shapes.ini" "${t2i[@]}" --train.batch_size=16 --run.dir=runs/t2i1 > /dev/null
+"${mpi[@]}" -np 2 "$fm" train "$root/experiments/t2i_shapes.ini" "${t2i[@]}" --train.batch_size=8 --run.dir=runs/t2i2 > /dev/null
+same runs/t2i1 runs/t2i2 train_loss || fail "text-to-image on 2 ranks x 8 does not take the steps of 1 rank x 16"
+same runs/t2i1 runs/t2i2 val_loss || fail "the 2-rank text-to-image validation loss differs"
+echo "text-to-image: 2 ranks x 8 == 1 rank x 16 (noise, times and caption drops shared out by rank)"
 
 # 2. Stop a 2-rank run at step 10 and resume it on one rank with the doubled batch.
 "${mpi[@]}" -np 2 "$fm" train "$recipe" "${base[@]}" --train.batch_size=8 --run.dir=runs/moved --run.stop_after=10 > /dev/null
