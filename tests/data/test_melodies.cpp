@@ -22,8 +22,13 @@
 
 #include "fm/data/melodies.h"
 #include "fm/error.h"
+#include "fm_cli.h"
 
 using namespace fm::data;
+using fm::test::fm_binary;
+using fm::test::FmRun;
+using fm::test::run_fm;
+using fm::test::slurp;
 namespace fs = std::filesystem;
 
 namespace {
@@ -140,13 +145,6 @@ double peak_offset_cents(const std::vector<double>& x, double f0) {
   return coarse + (double(i) - 150 + shift) * 0.01;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // The samples of a 16-bit PCM mono 16 kHz WAV, read chunk by chunk.
 std::vector<int16_t> read_pcm16_wav(const fs::path& path) {
   const std::string b = slurp(path);
@@ -168,19 +166,6 @@ std::vector<int16_t> read_pcm16_wav(const fs::path& path) {
     }
   }
   return {};
-}
-
-// build/tests/test_melodies -> build/bin/fm
-fs::path fm_binary() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "bin" / "fm"; }
-
-struct FmRun {
-  int code;
-  std::string output;
-};
-FmRun run_fm(const std::string& args, const fs::path& dir) {
-  const fs::path log = dir / "fm.log";
-  const int status = std::system((fm_binary().string() + " " + args + " > " + log.string() + " 2>&1").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(log)};
 }
 
 }  // namespace

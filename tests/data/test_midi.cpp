@@ -20,9 +20,14 @@
 
 #include "fm/data/midi.h"
 #include "fm/error.h"
+#include "fm_cli.h"
 #include "helpers.h"
 
 using namespace fm::data;
+using fm::test::fm_binary;
+using fm::test::FmRun;
+using fm::test::run_fm;
+using fm::test::slurp;
 using fm::test::expect_error;
 namespace fs = std::filesystem;
 
@@ -465,26 +470,6 @@ TEST(Midi, DebianFilesRead) {
 // ---- fm prepare midi, end to end -------------------------------------------
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// build/tests/test_midi -> build/bin/fm
-fs::path fm_binary() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "bin" / "fm"; }
-
-struct FmRun {
-  int code;
-  std::string output;
-};
-FmRun run_fm(const std::string& args, const fs::path& dir) {
-  const fs::path log = dir / "fm.log";
-  const int status = std::system((fm_binary().string() + " " + args + " > " + log.string() + " 2>&1").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(log)};
-}
 
 std::string find_soundfont() {
   for (const char* p : {"/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2",

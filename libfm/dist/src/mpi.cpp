@@ -6,14 +6,13 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <functional>
-#include <thread>
 
 #include "fm/dist/communicator.h"
 #include "fm/error.h"
 #include "fm/factory.h"
+#include "wait.h"
 
 namespace fm::dist {
 namespace {
@@ -69,21 +68,10 @@ class MpiWork : public Work {
     return finished_;
   }
 
-  // Spins on MPI_Test for the first 2 ms (a sleep costs ~60 us of timer
-  // slack, more than a small all-reduce takes), then sleeps in growing
-  // steps up to 1 ms so that a long wait leaves the cores to others.
   void wait() override {
-    const auto start = std::chrono::steady_clock::now();
-    auto pause = std::chrono::microseconds(10);
-    while (!done()) {
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_s_)
-        error("dist: ", what_, " did not complete within ", timeout_s_, " s on rank ", rank_, " of ", world_,
-              " (another rank died, hangs, or called a different collective)");
-      if (waited < 2e-3) continue;
-      std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(1000));
-    }
+    if (!detail::poll_until([this] { return done(); }, timeout_s_))
+      error("dist: ", what_, " did not complete within ", timeout_s_, " s on rank ", rank_, " of ", world_,
+            " (another rank died, hangs, or called a different collective)");
   }
 
  private:
@@ -122,7 +110,7 @@ class Mpi : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
-    check_tensor(t, "all_reduce");
+    detail::check_contiguous(t, "all_reduce");
     const MPI_Datatype type = reduce_type(t.dtype(), "all_reduce");
     const Tensor host = on_host(t);
     auto finish = [t, host, op, n = world_] {
@@ -137,7 +125,7 @@ class Mpi : public Communicator {
   }
 
   void broadcast(const Tensor& t, int root) override {
-    check_tensor(t, "broadcast");
+    detail::check_contiguous(t, "broadcast");
     if (root < 0 || root >= world_) error("dist::broadcast: root ", root, " is outside a world of ", world_);
     const Tensor host = on_host(t);
     MpiWork w(describe("broadcast", t), timeout_s, rank_, world_, [&] {
@@ -148,7 +136,7 @@ class Mpi : public Communicator {
   }
 
   Tensor all_gather(const Tensor& t) override {
-    check_tensor(t, "all_gather");
+    detail::check_contiguous(t, "all_gather");
     const Tensor host = on_host(t);
     std::vector<int64_t> dims = t.shape().vec();
     if (dims.empty()) dims = {1};
@@ -163,7 +151,7 @@ class Mpi : public Communicator {
   }
 
   Tensor reduce_scatter(const Tensor& t, ReduceOp op) override {
-    check_tensor(t, "reduce_scatter");
+    detail::check_contiguous(t, "reduce_scatter");
     if (t.dim() == 0 || t.size(0) % world_ != 0)
       error("dist::reduce_scatter: dim 0 of ", t.shape(), " must be a multiple of the world size ", world_);
     const MPI_Datatype type = reduce_type(t.dtype(), "reduce_scatter");
@@ -189,9 +177,6 @@ class Mpi : public Communicator {
   void abort(int code) override { MPI_Abort(MPI_COMM_WORLD, code); }
 
  private:
-  static void check_tensor(const Tensor& t, const char* op) {
-    if (!t.defined() || !t.is_contiguous()) error("dist::", op, ": expects a defined, contiguous tensor");
-  }
   static int64_t checked_count(const Tensor& t) {
     if (t.numel() > (int64_t(1) << 31) - 1) error("dist: tensors above 2^31 elements are not supported by MPI counts");
     return t.numel();

@@ -8,17 +8,16 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include <chrono>
 #include <cstring>
 #include <functional>
 #include <cstdlib>
-#include <thread>
 
 #include "fm/cuda/cuda.h"
 #include "fm/dist/communicator.h"
 #include "fm/dist/launch.h"
 #include "fm/error.h"
 #include "fm/factory.h"
+#include "wait.h"
 
 namespace fm::dist {
 namespace {
@@ -68,16 +67,10 @@ class NcclWork : public Work {
   }
 
   void wait() override {
-    const auto start = std::chrono::steady_clock::now();
-    while (!done()) {
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_s_) {
-        ncclCommAbort(comm_);  // unblocks the kernels of this communicator
-        error("dist: ", what_, " did not complete within ", timeout_s_,
-              " s (NCCL; another rank died, hangs, or called a different collective)");
-      }
-      if (waited > 2e-3) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+    if (detail::poll_until([this] { return done(); }, timeout_s_)) return;
+    ncclCommAbort(comm_);  // unblocks the kernels of this communicator
+    error("dist: ", what_, " did not complete within ", timeout_s_,
+          " s (NCCL; another rank died, hangs, or called a different collective)");
   }
 
  private:
@@ -175,7 +168,7 @@ class Nccl : public Communicator {
 
  private:
   Tensor on_device(const Tensor& t, const char* op) const {
-    if (!t.defined() || !t.is_contiguous()) error("dist::", op, ": expects a defined, contiguous tensor");
+    detail::check_contiguous(t, op);
     if (t.device().is_cpu()) return t.to(Device::cuda(device_));
     if (t.device() != Device::cuda(device_))
       error("dist::", op, ": the NCCL communicator of cuda:", device_, " got a tensor on ", t.device().str());

@@ -3,6 +3,7 @@
 
 #include "fm/dist/communicator.h"
 #include "fm/error.h"
+#include "wait.h"
 
 namespace fm::dist {
 namespace {
@@ -13,29 +14,25 @@ class DoneWork : public Work {
   void wait() override {}
 };
 
-void check_contiguous(const Tensor& t, const char* op) {
-  if (!t.defined() || !t.is_contiguous()) error("dist::", op, ": expects a defined, contiguous tensor");
-}
-
 class SingleProcess : public Communicator {
  public:
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
   std::string backend() const override { return "single"; }
   std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp) override {
-    check_contiguous(t, "all_reduce");
+    detail::check_contiguous(t, "all_reduce");
     return std::make_shared<DoneWork>();
   }
   void broadcast(const Tensor& t, int root) override {
-    check_contiguous(t, "broadcast");
+    detail::check_contiguous(t, "broadcast");
     if (root != 0) error("dist::broadcast: root ", root, " is outside a world of 1");
   }
   Tensor all_gather(const Tensor& t) override {
-    check_contiguous(t, "all_gather");
+    detail::check_contiguous(t, "all_gather");
     return t.clone();
   }
   Tensor reduce_scatter(const Tensor& t, ReduceOp) override {
-    check_contiguous(t, "reduce_scatter");
+    detail::check_contiguous(t, "reduce_scatter");
     return t.clone();
   }
   void barrier() override {}
