@@ -28,7 +28,7 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   train::Trainer trainer(train::load_recipe(args[0], overrides), resume);
   trainer.run();
-  return 0;
+  return trainer.stopped_by() ? 128 + trainer.stopped_by() : 0;  // the shell's code for a signal
 }
 
 }  // namespace fm::app

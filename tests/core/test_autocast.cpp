@@ -114,3 +114,22 @@ TEST(Autocast, Bf16TrainingFollowsF32WithF32MasterWeights) {
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(mixed[i], ref[i], 1e-2 * ref[i]) << "step " << i;
   EXPECT_LT(mixed.back(), mixed.front() - 0.3);  // and it learns
 }
+
+// Why f16 training needs a loss scaler: a gradient of 1e-9 is below f16's
+// smallest subnormal (6e-8), so an f16 matrix product's backward loses it
+// entirely; scaled by 65536 it survives (and unscales to the f32 answer).
+TEST(Autocast, F16GradientsUnderflowWithoutScalingAndSurviveWithIt) {
+  for (const double scale : {1.0, 65536.0}) {
+    manual_seed(5);
+    Tensor x = randn({4, 8});
+    Tensor w = randn({3, 8}).requires_grad_();
+    {
+      AutocastGuard ac(DType::f16);
+      (sum(linear(x, w)) * (1e-9 * scale)).backward();
+    }
+    const double norm = std::sqrt(sum(square(w.grad() / scale)).to(DType::f64).item());
+    const double expected = 1e-9 * std::sqrt(3.0) * std::sqrt(sum(square(sum(x, Shape{0}))).to(DType::f64).item());
+    if (scale == 1.0) EXPECT_EQ(norm, 0.0);
+    else EXPECT_NEAR(norm, expected, 1e-2 * expected);
+  }
+}

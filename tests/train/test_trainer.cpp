@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "fm/fm.h"
 #include "fm/io/checkpoint.h"
 #include "fm/io/safetensors.h"
+#include "fm/optim/loss_scaler.h"
 #include "fm/nn/layers.h"
 #include "fm/train/recipe.h"
 #include "fm/train/task.h"
@@ -69,7 +71,10 @@ void declare_toy_keys(train::Config& c) {
       .add_double("data.freq", 1.5, "y = sin(freq x) + noise")
       .add_double("data.noise", 0.05, "standard deviation of the target noise")
       .add_double("data.jitter", 0.02, "input jitter drawn from the task's own 'aug' stream")
-      .add_int("data.val_size", 256, "held-out samples (noise-free targets)");
+      .add_int("data.val_size", 256, "held-out samples (noise-free targets)")
+      .add_int("data.signal_at", 0, "micro-batch number (from 1) during which the process gets SIGTERM (0: none)")
+      .add_int("data.nan_at", 0, "micro-batch number (from 1) whose targets are NaN (0: none)")
+      .add_double("model.loss_weight", 1.0, "the loss is multiplied by this (tiny: f16 gradients underflow)");
 }
 
 class ToyRegression : public train::Task {
@@ -82,6 +87,9 @@ class ToyRegression : public train::Task {
     freq_ = cfg_.get_double("data.freq");
     noise_ = cfg_.get_double("data.noise");
     jitter_ = cfg_.get_double("data.jitter");
+    nan_at_ = cfg_.get_int("data.nan_at");
+    signal_at_ = cfg_.get_int("data.signal_at");
+    loss_weight_ = cfg_.get_double("model.loss_weight");
     manual_seed(seed_);  // initialisation and dropout draw from the default generator
     model_ = std::make_shared<ToyMLP>(cfg_.get_int("model.hidden"), cfg_.get_double("model.dropout"));
     aug_ = Generator(seed_ * 31 + 17);
@@ -111,7 +119,10 @@ class ToyRegression : public train::Task {
     for (float y : s.y) seen[0] += y;
     seen[1] += double(B_);
     seen_ = tensor(seen);
-    const Tensor loss = mse_loss(model_->forward(tensor(s.x, {B_, 1})), tensor(s.y, {B_, 1}));
+    if (micro_batches_ == nan_at_) s.y.assign(s.y.size(), NAN);  // a poisoned batch
+    if (micro_batches_ == signal_at_) std::raise(SIGTERM);       // as a scheduler's preemption notice
+    Tensor loss = mse_loss(model_->forward(tensor(s.x, {B_, 1})), tensor(s.y, {B_, 1}));
+    if (loss_weight_ != 1.0) loss = loss * loss_weight_;
     return {loss, {{"target_mean_seen", seen[0] / seen[1]}}};
   }
 
@@ -150,9 +161,9 @@ class ToyRegression : public train::Task {
 
  private:
   const train::Config& cfg_;
-  int64_t B_ = 0, position_ = 0, micro_batches_ = 0;
+  int64_t B_ = 0, position_ = 0, micro_batches_ = 0, nan_at_ = 0, signal_at_ = 0;
   uint64_t seed_ = 0;
-  double freq_ = 0, noise_ = 0, jitter_ = 0;
+  double freq_ = 0, noise_ = 0, jitter_ = 0, loss_weight_ = 1;
   std::shared_ptr<ToyMLP> model_;
   Generator aug_;
   Tensor seen_, val_x_, val_y_, bench_x_, bench_y_;
@@ -526,7 +537,135 @@ TEST_F(TrainerTest, ClippingLogsThePreClipNormAndBoundsTheUpdate) {
   EXPECT_LT(std::sqrt(sq_tight), 0.05 * std::sqrt(sq_loose));
 }
 
-// ---------------------------------------------------------------- 5. registry and recipes
+// ---------------------------------------------------------------- 5. numerics guards
+
+// A NaN loss at step 6: train.nonfinite = stop names the step and keeps the
+// step-5 checkpoint; skip leaves the weights of step 5 as they were, counts
+// the skip, and goes on learning.
+TEST_F(TrainerTest, NonFiniteLossStopsOrIsSkippedAsTheRecipeSays) {
+  const std::vector<std::string> o{"--data.nan_at=6", "--train.save_every=1", "--train.max_steps=12"};
+  const std::string err = fm::test::error_of([&] { train_run("stop", o); });
+  EXPECT_NE(err.find("training diverged at step 6: loss is nan"), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(ckpt("stop", 5)));
+  EXPECT_FALSE(fs::exists(ckpt("stop", 6)));
+
+  auto skip = o;
+  skip.push_back("--train.nonfinite=skip");
+  train_run("skip", skip);
+  const auto m = read_metrics(path("skip"));
+  ASSERT_EQ(m.size(), 12u);
+  EXPECT_FALSE(m[4].count("skipped_steps"));
+  EXPECT_TRUE(std::isnan(m[5].at("train_loss")));
+  for (size_t i = 5; i < m.size(); ++i) EXPECT_EQ(m[i].at("skipped_steps"), 1.0) << i + 1;
+  EXPECT_TRUE(std::isfinite(m.back().at("val_loss")));
+  EXPECT_LT(m.back().at("train_loss"), m.front().at("train_loss"));
+  // The skipped step changed neither the weights nor the optimizer's moments.
+  EXPECT_TRUE(same_tensors(ckpt("skip", 5) + "/model.safetensors", ckpt("skip", 6) + "/model.safetensors"));
+  const io::Safetensors s5 = io::load_safetensors(ckpt("skip", 5) + "/train_state.safetensors");
+  const io::Safetensors s6 = io::load_safetensors(ckpt("skip", 6) + "/train_state.safetensors");
+  for (const auto& [name, t] : s5.tensors)
+    if (name.rfind("optimizer.", 0) == 0) EXPECT_TRUE(fm::test::all_close(t, s6.tensors.at(name), 0, 0)) << name;
+}
+
+// f16 with a loss of ~1e-9: without scaling its gradients fall below f16's
+// smallest subnormal (6e-8) and vanish (Autocast.F16GradientsUnderflow...);
+// the dynamic scaler keeps them, so the f16 run's gradient norms follow the
+// f32 run's. With a loss of ~1 the first steps overflow at the initial
+// scale 65536 and are skipped while it backs off, then training goes on.
+TEST_F(TrainerTest, F16LossScalerKeepsTinyGradientsAndSkipsOverflows) {
+  const std::vector<std::string> o{"--model.loss_weight=1e-9", "--train.max_steps=8", "--train.grad_clip=1e9",
+                                   "--train.save_every=0", "--train.eval_every=0"};
+  auto f16 = o;
+  f16.push_back("--runtime.precision=f16");
+  train_run("f32", o);
+  train_run("f16", f16);
+  const auto a = read_metrics(path("f32")), b = read_metrics(path("f16"));
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (size_t i = 0; i < b.size(); ++i) {
+    EXPECT_EQ(b[i].at("loss_scale"), 65536.0);
+    EXPECT_GT(a[i].at("grad_norm"), 1e-12);
+    EXPECT_NEAR(b[i].at("grad_norm"), a[i].at("grad_norm"), 0.05 * a[i].at("grad_norm")) << "step " << i + 1;
+  }
+  EXPECT_FALSE(b.back().count("skipped_steps"));
+
+  auto big = f16;
+  big.push_back("--model.loss_weight=3");
+  train_run("big", big);
+  const auto c = read_metrics(path("big"));
+  ASSERT_EQ(c.size(), 8u);
+  size_t k = 0;  // the overflowing steps: each halves the scale
+  while (k < c.size() && std::isnan(c[k].at("grad_norm"))) {
+    EXPECT_EQ(c[k].at("loss_scale"), 65536.0 / double(1 << k)) << "step " << k + 1;
+    EXPECT_EQ(c[k].at("skipped_steps"), double(k + 1));
+    ++k;
+  }
+  EXPECT_GE(k, 1u) << "a loss of ~1 at scale 65536 should overflow f16";
+  ASSERT_LT(k, 6u);
+  for (size_t i = k; i < c.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(c[i].at("grad_norm"))) << "step " << i + 1;
+    EXPECT_EQ(c[i].at("loss_scale"), 65536.0 / double(1 << k));
+  }
+  EXPECT_LT(c.back().at("train_loss"), c[k].at("train_loss"));
+  // The scaler's state is in the checkpoint, for resume.
+  const io::Safetensors st = io::load_safetensors(ckpt("big", 8) + "/train_state.safetensors");
+  EXPECT_EQ(st.tensors.at("state.scaler.scale").item<double>(), c.back().at("loss_scale"));
+}
+
+// SIGTERM during step 7: the step finishes, a checkpoint is saved at 7, the
+// run returns naming the signal, and resuming ends where an uninterrupted
+// run does.
+TEST_F(TrainerTest, SigtermFinishesTheStepSavesAndResumesExactly) {
+  const std::vector<std::string> o{"--model.dropout=0.2", "--train.save_every=5"};
+  train_run("full", o);
+  {
+    auto first = o;
+    first.push_back("--data.signal_at=7");
+    train::Trainer t(config("stopped", first), false);
+    t.run();
+    EXPECT_EQ(t.stopped_by(), SIGTERM);
+    EXPECT_EQ(t.step(), 7);
+  }
+  EXPECT_TRUE(fs::exists(ckpt("stopped", 7)));
+  EXPECT_EQ(read_metrics(path("stopped")).size(), 7u);
+  {
+    train::Trainer t(config("stopped", o), true);
+    EXPECT_EQ(t.step(), 7);
+    t.run();
+    EXPECT_EQ(t.stopped_by(), 0);
+  }
+  expect_same_records(without_timing(read_metrics(path("full"))), without_timing(read_metrics(path("stopped"))));
+  EXPECT_TRUE(same_tensors(ckpt("full", 20) + "/model.safetensors", ckpt("stopped", 20) + "/model.safetensors"));
+}
+
+TEST(LossScaler, BacksOffOnOverflowAndGrowsAfterTheInterval) {
+  optim::LossScalerOptions o;
+  o.interval = 3;
+  optim::LossScaler s(o);
+  EXPECT_EQ(s.scale(), 65536.0);
+  s.update(true);
+  EXPECT_EQ(s.scale(), 32768.0);
+  s.update(false);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 32768.0);
+  s.update(false);  // the third good step in a row
+  EXPECT_EQ(s.scale(), 65536.0);
+  s.update(false);
+  s.update(true);  // an overflow resets the count
+  s.update(false);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 32768.0);
+  optim::LossScaler t(o);
+  t.load_state_dict(s.state_dict());
+  EXPECT_EQ(t.scale(), s.scale());
+  EXPECT_EQ(t.good_steps(), 2);
+  t.update(false);
+  EXPECT_EQ(t.scale(), 65536.0);
+  const std::string err = fm::test::error_of([&] { t.load_state_dict({{"scale", scalar_tensor(-1.0, DType::f64)}}); });
+  EXPECT_NE(err.find("good_steps"), std::string::npos) << err;
+}
+
+// ---------------------------------------------------------------- 6. registry and recipes
 
 TEST_F(TrainerTest, RegistryAndRecipes) {
   const std::string unknown = fm::test::error_of([] { train::find_task("no_such_kind"); });
@@ -625,7 +764,7 @@ TEST_F(TrainerTest, SecondRunInTheSameDirectoryIsRefused) {
   EXPECT_EQ(after, before);
 }
 
-// ---------------------------------------------------------------- 6. logs, bench, eval
+// ---------------------------------------------------------------- 7. logs, bench, eval
 
 TEST_F(TrainerTest, LogsSamplesAndCheckpointsFollowTheSchedules) {
   train_run("run", {"--train.max_steps=20", "--train.eval_every=5", "--train.save_every=8", "--train.log_every=4"});

@@ -55,23 +55,22 @@ static Tensor padded(const Tensor& t, int64_t n) {
   return out;
 }
 
-double Zero1::step(double max_norm) {
+double Zero1::step(double max_norm, double grad_scale) {
   NoGradGuard ng;
   const int W = comm_->world_size(), r = comm_->rank();
-  ++step_;
   double total = 0;
   for (Group& g : groups_) {
     g.grad_shard = comm_->reduce_scatter(padded(g.flat.grad, W * g.shard), ReduceOp::average);
+    if (grad_scale != 1.0) g.grad_shard = g.grad_shard * grad_scale;
     for (const Piece& p : g.pieces) total += sum(square(g.grad_shard.narrow(0, p.offset - r * g.shard, p.length))).to(DType::f64).item();
   }
-  double norm = NAN;
-  if (max_norm > 0) {
-    const Tensor t = tensor(std::vector<double>{total}, {1});
-    comm_->all_reduce(t, ReduceOp::sum);
-    norm = std::sqrt(t.item<double>());
-    if (norm > max_norm)  // optim::clip_grad_norm's rule
-      for (Group& g : groups_) g.grad_shard = g.grad_shard * (max_norm / (norm + 1e-6));
-  }
+  const Tensor t = tensor(std::vector<double>{total}, {1});
+  comm_->all_reduce(t, ReduceOp::sum);
+  const double norm = std::sqrt(t.item<double>());
+  if (!std::isfinite(norm)) return norm;  // a skipped step: weights, moments and the step count stay
+  ++step_;
+  if (max_norm > 0 && norm > max_norm)  // optim::clip_grad_norm's rule
+    for (Group& g : groups_) g.grad_shard = g.grad_shard * (max_norm / (norm + 1e-6));
   for (Group& g : groups_) {
     for (Piece& p : g.pieces) {
       kernels::AdamWArgs args;

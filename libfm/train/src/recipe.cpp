@@ -32,6 +32,7 @@ void declare_trainer_keys(Config& c) {
       .add_double("train.beta1", 0.9, "AdamW beta1")
       .add_double("train.beta2", 0.99, "AdamW beta2")
       .add_double("train.grad_clip", 1.0, "clip the global gradient norm (0: off)")
+      .add_string("train.nonfinite", "stop", "a step with a NaN/Inf loss or gradient: 'stop' the run, or 'skip' the update (f16's loss scaler skips overflows either way)")
       .add_double("train.ema_decay", 0, "keep an EMA of the weights with this decay, saved in checkpoints and used by evaluations and samples (0: none)")
       .add_bool("train.ema_warmup", true, "EMA decay min(ema_decay, (1 + step) / (10 + step)), as diffusers")
       .add_int("train.eval_every", 250, "steps between evaluations (0: only at the end)")
@@ -42,12 +43,13 @@ void declare_trainer_keys(Config& c) {
       .add_int("train.seed", 1337, "seed of initialisation, data order and dropout")
       .add_int("runtime.threads", 0, "CPU threads (0: all cores)")
       .add_string("runtime.device", "cpu", "cpu or cuda:N (cuda: cuda:LOCAL_RANK on each rank of a launcher)")
-      .add_string("runtime.precision", "f32", "f32, or bf16 (bf16 matrix products, f32 master weights and optimizer)")
+      .add_string("runtime.precision", "f32", "f32, bf16 (bf16 matrix products, f32 master weights and optimizer), or f16 (the same with a dynamic loss scaler)")
       .add_double("runtime.peak_gflops", 0, "peak for MFU (0: measure a GEMM at start)")
       .add_int("train.zero_stage", 0, "1: ZeRO-1, AdamW state sharded across ranks (reduce-scatter, update, all-gather)")
       .add_double("runtime.bucket_mb", 25, "data parallelism: gradient all-reduce bucket size in MiB")
       .add_double("runtime.dist_timeout", 300, "data parallelism: seconds a collective may wait for the other ranks")
       .add_string("run.dir", "runs/default", "run directory")
+      .add_bool("run.handle_signals", true, "SIGTERM/SIGINT: finish the step, save a checkpoint, exit 128 + signal")
       .add_int("run.stop_after", 0, "stop this invocation after N steps (0: run to max_steps); resume later");
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -18,14 +19,17 @@
 #include "fm/io/checkpoint.h"
 #include "fm/io/event_writer.h"
 #include "fm/io/metrics_log.h"
+#include "fm/kernels/core.h"
 #include "fm/nn/flat.h"
 #include "fm/ops.h"
 #include "fm/optim/adamw.h"
 #include "fm/optim/clip.h"
 #include "fm/optim/ema.h"
+#include "fm/optim/loss_scaler.h"
 #include "fm/runtime.h"
 #include "fm/train/progress.h"
 #include "fm/train/recipe.h"
+#include "stop_signals.h"
 
 namespace fm::train {
 namespace fs = std::filesystem;
@@ -64,6 +68,7 @@ struct Setup {
   std::shared_ptr<dist::Communicator> comm;
   std::unique_ptr<dist::GradientReducer> reducer;  // plain data parallelism with more than one rank
   std::unique_ptr<dist::Zero1> zero;               // train.zero_stage = 1: sharded AdamW instead of `optimizer`
+  nn::FlatParameters flat;
 
   Setup(Config c, bool open_data) : config(std::move(c)), comm(dist::world()) {
     if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
@@ -84,7 +89,7 @@ struct Setup {
     task->build(ctx);
     nn::Module& m = task->model();
     m.to(ctx.device);  // initialised on the CPU (the same numbers everywhere), then moved
-    const nn::FlatParameters flat = nn::flatten_parameters(m);
+    flat = nn::flatten_parameters(m);
     const int64_t zero_stage = config.get_int("train.zero_stage");
     if (zero_stage != 0 && zero_stage != 1) error("config: key 'train.zero_stage' must be 0 or 1, got ", zero_stage);
     if (comm->world_size() > 1) {
@@ -108,12 +113,18 @@ struct Setup {
   void set_lr(double lr) { zero ? zero->set_lr(lr) : optimizer->set_lr(lr); }
   void zero_grad() { zero ? zero->zero_grad() : optimizer->zero_grad(); }
   // After the step's backward passes: gradients reduced across ranks,
-  // clipped (clip > 0), the update. Returns the gradient norm (NAN unclipped).
-  double step(double clip) {
-    if (zero) return zero->step(clip);
+  // multiplied by grad_scale (a loss scaler's 1 / scale), clipped (clip > 0),
+  // the update. Returns the gradient's norm; when it is not finite, or
+  // `update` is false, the weights and the optimizer state stay as they were.
+  double step(double clip, double grad_scale = 1.0, bool update = true) {
+    if (zero) return update ? zero->step(clip, grad_scale) : NAN;
     if (reducer) reducer->finish();
-    const double norm = clip > 0 ? optim::clip_grad_norm(task->model().parameters(), clip) : NAN;
-    optimizer->step();
+    if (!update) return NAN;
+    if (grad_scale != 1.0)
+      for (const nn::FlatGroup& g : flat.groups)
+        kernels::unary(g.grad.device(), UnaryOp::mul_scalar, g.grad, g.grad, grad_scale, 0.0);
+    const double norm = optim::clip_grad_norm(task->model().parameters(), clip > 0 ? clip : INFINITY);
+    if (std::isfinite(norm)) optimizer->step();
     return norm;
   }
   std::map<std::string, Tensor> optimizer_state() const { return zero ? zero->state_dict() : optimizer->state_dict(); }
@@ -164,7 +175,9 @@ struct Trainer::Impl {
   std::string dir;
   int64_t step = 0;
   std::unique_ptr<optim::EMA> ema;
+  std::unique_ptr<optim::LossScaler> scaler;  // runtime.precision = f16
   double peak_gflops = 0;  // MFU's denominator
+  int stopped_by = 0;      // the signal that stopped run(), or 0
 };
 
 Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
@@ -189,6 +202,7 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
   Setup& st = *s.setup;
   const double ema_decay = st.config.get_double("train.ema_decay");
   if (ema_decay > 0) s.ema = std::make_unique<optim::EMA>(st.task->model(), ema_decay);
+  if (st.ctx.precision == DType::f16) s.scaler = std::make_unique<optim::LossScaler>();
   if (!resume) return;
   std::vector<std::string> skipped;
   const std::string latest = io::latest_checkpoint((dir / "checkpoints").string(), &skipped);
@@ -213,12 +227,15 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
     if (shadow.empty()) error("--resume: ", latest, " holds no EMA weights but train.ema_decay is set");
     s.ema->load_state_dict(shadow);
   }
+  if (s.scaler && ts.tensors.count("scaler.scale"))  // absent: the run was not f16 until now
+    s.scaler->load_state_dict({{"scale", ts.tensors.at("scaler.scale")}, {"good_steps", ts.tensors.at("scaler.good_steps")}});
   std::printf("resumed from %s (step %lld)\n", latest.c_str(), (long long)s.step);
 }
 
 Trainer::~Trainer() = default;
 Task& Trainer::task() { return *impl_->setup->task; }
 int64_t Trainer::step() const { return impl_->step; }
+int Trainer::stopped_by() const { return impl_->stopped_by; }
 
 void Trainer::run() {
   Impl& s = *impl_;
@@ -285,6 +302,8 @@ void Trainer::run() {
     for (const auto& [name, t] : task_state.tensors) ts.tensors["task." + name] = t;  // apart from "ema."
     if (s.ema)
       for (const auto& [name, t] : s.ema->state_dict()) ts.tensors["ema." + name] = t;
+    if (s.scaler)
+      for (const auto& [name, t] : s.scaler->state_dict()) ts.tensors["scaler." + name] = t;
     ts.config = cfg.to_ini();
     ts.optimizer = std::move(optimizer_state);
     io::save_checkpoint(ckpt_dir.string(), model, ts);
@@ -292,11 +311,20 @@ void Trainer::run() {
     events->flush();
   };
 
+  const std::string nonfinite = cfg.get_string("train.nonfinite");
+  if (nonfinite != "stop" && nonfinite != "skip")
+    error("config: key 'train.nonfinite' must be 'stop' or 'skip', got '", nonfinite, "'");
+  int64_t skipped = 0, skipped_in_a_row = 0;
+  const int64_t max_in_a_row = 50;  // a run that cannot take a step any more has diverged
+  std::optional<StopSignals> signals;
+  if (cfg.get_bool("run.handle_signals")) signals.emplace();
+
   model.train();
   while (s.step < max_steps && (stop_after <= 0 || s.step - start < stop_after)) {
     const double lr = schedule.at(s.step);
     st.set_lr(lr);
     st.zero_grad();
+    const double loss_scale = s.scaler ? s.scaler->scale() : 1.0;
     double loss_sum = 0;
     std::map<std::string, double> step_metrics;
     for (int64_t micro = 0; micro < accum; ++micro) {
@@ -304,17 +332,42 @@ void Trainer::run() {
       loss_sum += out.loss.item();
       for (const auto& [k, v] : out.metrics) step_metrics[k] += v / double(accum);
       if (st.reducer) st.reducer->set_sync(micro == accum - 1);  // gradients reduced once, on the last
-      (accum > 1 ? out.loss / double(accum) : out.loss).backward();
+      const double factor = loss_scale / double(accum);
+      (factor != 1.0 ? out.loss * factor : out.loss).backward();
     }
     step_metrics["train_loss"] = loss_sum / double(accum);
+    // A signal on any rank stops every rank after this step: the flag rides
+    // on the average every rank takes anyway.
+    step_metrics["stop_signal"] = signals ? double(signals->pending()) : 0.0;
     average_values(comm, step_metrics);  // the world's batch: what one rank with all of it would log
     const double loss = step_metrics["train_loss"];
+    const int stop_signal = step_metrics["stop_signal"] <= 0 ? 0 : signals && signals->pending() ? signals->pending() : SIGTERM;
     step_metrics.erase("train_loss");
-    if (!std::isfinite(loss)) error("training diverged at step ", s.step + 1, ": loss is ", loss);
-    const double grad_norm = st.step(clip);
-    if (s.ema) {
-      if (ema_warmup) s.ema->update(model, s.step);
-      else s.ema->update(model);
+    step_metrics.erase("stop_signal");
+    if (!std::isfinite(loss) && nonfinite == "stop")
+      error("training diverged at step ", s.step + 1, ": loss is ", loss,
+            " (train.nonfinite = skip skips such steps; the last checkpoint is kept)");
+    const double grad_norm = st.step(clip, 1.0 / loss_scale, std::isfinite(loss));
+    // Skipped: a non-finite loss or gradient. Under f16 an overflowing
+    // gradient is the loss scaler's business (it backs off), not divergence.
+    const bool skip = !std::isfinite(loss) || !std::isfinite(grad_norm);
+    if (s.scaler && std::isfinite(loss)) s.scaler->update(skip);
+    if (skip && !s.scaler && nonfinite == "stop")
+      error("training diverged at step ", s.step + 1, ": the gradient norm is ", grad_norm,
+            " (train.nonfinite = skip skips such steps; the last checkpoint is kept)");
+    if (skip) {
+      ++skipped;
+      if (++skipped_in_a_row >= max_in_a_row)
+        error("training diverged at step ", s.step + 1, ": ", skipped_in_a_row,
+              " steps in a row had a non-finite loss or gradient");
+      if (lead && !s.scaler)
+        std::printf("fm train: step %lld skipped: loss %g, gradient norm %g\n", (long long)(s.step + 1), loss, grad_norm);
+    } else {
+      skipped_in_a_row = 0;
+      if (s.ema) {
+        if (ema_warmup) s.ema->update(model, s.step);
+        else s.ema->update(model);
+      }
     }
     ++s.step;
     units_since_log += units_per_micro * accum;
@@ -323,6 +376,8 @@ void Trainer::run() {
     values["train_loss"] = loss;
     values["lr"] = lr;
     if (clip > 0) values["grad_norm"] = grad_norm;
+    if (s.scaler) values["loss_scale"] = loss_scale;
+    if (skipped > 0) values["skipped_steps"] = double(skipped);
     if (lead && (s.step % log_every == 0 || s.step == max_steps)) {
       std::printf("%s\n", progress.line(s.step, loss, lr, units_since_log).c_str());
       std::fflush(stdout);
@@ -350,7 +405,16 @@ void Trainer::run() {
       model.train();
     }
     if (s.ema && (eval_now || samples_now)) s.ema->swap(model);
-    if ((save_every > 0 && s.step % save_every == 0) || s.step == max_steps) save();
+    const bool saved = (save_every > 0 && s.step % save_every == 0) || s.step == max_steps;
+    if (saved) save();
+    if (stop_signal != 0) {
+      if (!saved) save();
+      s.stopped_by = stop_signal;
+      if (lead)
+        std::printf("fm train: stopped by %s at step %lld; checkpoint saved\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                    (long long)s.step);
+      return;
+    }
   }
   if (s.step < max_steps) save();  // stopped early (run.stop_after): resumable from here
   if (lead) std::printf("fm train: done at step %lld; run directory %s\n", (long long)s.step, s.dir.c_str());

@@ -30,10 +30,12 @@ class Zero1 {
 
   void set_lr(double lr) { lr_ = lr; }
   void zero_grad();
-  // After backward: the gradients reduce-scattered, clipped to max_norm
-  // (<= 0: no clipping), the shard updated, the parameters all-gathered.
-  // Returns the gradient's global norm (NAN when not clipping).
-  double step(double max_norm);
+  // After backward: the gradients reduce-scattered and multiplied by
+  // grad_scale (a loss scaler's 1 / scale), clipped to max_norm (<= 0: no
+  // clipping), the shard updated, the parameters all-gathered. Returns the
+  // gradient's global norm; when it is not finite (an Inf or NaN anywhere in
+  // the world's gradient) nothing is updated, on every rank alike.
+  double step(double max_norm, double grad_scale = 1.0);
 
   std::map<std::string, Tensor> state_dict() const;  // collective: every rank must call it
   void load_state_dict(const std::map<std::string, Tensor>& state);

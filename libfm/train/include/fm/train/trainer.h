@@ -24,7 +24,10 @@ class Trainer {
   ~Trainer();
   // Trains to train.max_steps (or run.stop_after steps), checkpointing as
   // the recipe says and always at the end.
+  // SIGTERM or SIGINT (run.handle_signals) ends it early: the step in
+  // progress finishes, a checkpoint is saved, and stopped_by() names the signal.
   void run();
+  int stopped_by() const;  // SIGTERM, SIGINT, or 0 when run() ran to its end
   Task& task();
   int64_t step() const;
 
