@@ -36,18 +36,27 @@ inline ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& 
   return all_close(actual, expected.to_vector<double>(), rtol, atol);
 }
 
-// max |actual - expected| / max |expected|, in f64 on the host (actual may
-// live on any device); infinite when shapes differ or NaNs sit in different
-// places.
+// The worst element's error, relative to that element's own size plus the
+// reference's root-mean-square: max_i |a_i - e_i| / (|e_i| + rms(e)), in f64
+// on the host (actual may live on any device). Element-wise, so an error in
+// a small element is not hidden behind the largest one (as dividing by
+// max |e| would); the rms term keeps elements near zero from demanding an
+// impossible relative precision. Infinite when shapes differ or NaNs sit in
+// different places.
 inline double rel_err(const Tensor& actual, const Tensor& expected) {
   if (actual.shape() != expected.shape()) return INFINITY;
   const std::vector<double> x = actual.to(Device::cpu()).to_vector<double>(), y = expected.to_vector<double>();
-  double diff = 0, scale = 1e-30;
+  double sq = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < y.size(); ++i)
+    if (!std::isnan(y[i])) sq += y[i] * y[i], ++n;
+  const double rms = std::max(1e-30, std::sqrt(sq / double(std::max<size_t>(n, 1))));
+  double worst = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     if (std::isnan(x[i]) != std::isnan(y[i])) return INFINITY;
-    if (!std::isnan(y[i])) diff = std::max(diff, std::fabs(x[i] - y[i])), scale = std::max(scale, std::fabs(y[i]));
+    if (!std::isnan(y[i])) worst = std::max(worst, std::fabs(x[i] - y[i]) / (std::fabs(y[i]) + rms));
   }
-  return diff / scale;
+  return worst;
 }
 
 // gradcheck as a gtest assertion.

@@ -10,14 +10,32 @@
 namespace fm::data {
 namespace {
 
-// The whole file, gunzipped when it starts with the gzip magic. zlib's gz
-// reader does both: it passes files without the magic through unchanged.
+uint32_t big_endian(const std::string& b, size_t at) {
+  const auto* p = reinterpret_cast<const unsigned char*>(b.data() + at);
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+
+// The file size (header and data) that the header read so far promises:
+// unknown (UINT64_MAX) until the dims are in, 0 if their product overflows.
+uint64_t promised_size(const std::string& b) {
+  if (b.size() < 4) return UINT64_MAX;
+  const size_t header = 4 + 4 * size_t((unsigned char)b[3]);
+  if (b.size() < header) return UINT64_MAX;
+  uint64_t size = 1;
+  for (size_t at = 4; at < header; at += 4)
+    if (__builtin_mul_overflow(size, uint64_t(big_endian(b, at)), &size)) return 0;
+  return __builtin_add_overflow(size, uint64_t(header), &size) ? 0 : size;
+}
+
+// The file, gunzipped when it starts with the gzip magic (zlib's gz reader
+// passes files without it through unchanged). Reading stops once past what
+// the header promises, so a gzip bomb is not inflated into memory.
 std::string load(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) error("open_idx: cannot open '", path, "'");
   std::string bytes;
   char chunk[1 << 16];
-  for (;;) {
+  while (bytes.size() <= promised_size(bytes)) {
     const int n = gzread(f, chunk, sizeof chunk);
     if (n < 0) {
       int code = 0;
@@ -29,16 +47,12 @@ std::string load(const std::string& path) {
     bytes.append(chunk, size_t(n));
   }
   // A gzip stream cut short reads as a short file without an error from
-  // gzread; gzclose_r reports it.
+  // gzread; gzclose_r reports it (not when reading stopped early).
+  const bool stopped = bytes.size() > promised_size(bytes);
   const int rc = gzclose(f);
-  if (rc != Z_OK && rc != Z_BUF_ERROR) error("open_idx: ", path, ": cannot read (zlib error ", rc, ")");
-  if (rc == Z_BUF_ERROR) error("open_idx: ", path, ": the gzip stream is truncated");
+  if (!stopped && rc != Z_OK && rc != Z_BUF_ERROR) error("open_idx: ", path, ": cannot read (zlib error ", rc, ")");
+  if (!stopped && rc == Z_BUF_ERROR) error("open_idx: ", path, ": the gzip stream is truncated");
   return bytes;
-}
-
-uint32_t big_endian(const std::string& b, size_t at) {
-  const auto* p = reinterpret_cast<const unsigned char*>(b.data() + at);
-  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
 
 // An IDX file of unsigned bytes: its dims and where the data starts, checked
@@ -65,16 +79,17 @@ Idx parse(const std::string& path, const std::vector<int>& ndims) {
   idx.data = 4 + 4 * size_t(ndim);
   if (b.size() < idx.data) error("open_idx: ", path, ": ", b.size(), " bytes, too short for the IDX header");
   uint64_t expected = 1;
+  bool overflow = false;
+  std::string shape;
   for (int d = 0; d < ndim; ++d) {
     idx.dims.push_back(int64_t(big_endian(b, 4 + 4 * size_t(d))));
-    expected *= uint64_t(idx.dims.back());
+    overflow |= __builtin_mul_overflow(expected, uint64_t(idx.dims.back()), &expected);
+    shape += (shape.empty() ? "" : " x ") + std::to_string(idx.dims.back());
   }
-  if (b.size() - idx.data != expected) {
-    std::string shape;
-    for (int64_t d : idx.dims) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+  if (overflow) error("open_idx: ", path, ": the header's dims ", shape, " need more than 2^64 bytes");
+  if (b.size() - idx.data != expected)
     error("open_idx: ", path, ": the header promises ", shape, " = ", expected, " bytes of data but the file holds ",
-          b.size() - idx.data);
-  }
+          b.size() - idx.data, b.size() - idx.data > expected ? " or more" : "");  // load() stops past the promise
   return idx;
 }
 

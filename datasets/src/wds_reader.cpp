@@ -75,11 +75,12 @@ std::vector<Member> index_shard(const std::string& path, SkipLog& skips) {
     for (;;) {
       struct archive_entry* entry = nullptr;
       const int rc = archive_read_next_header(a, &entry);
-      if (rc == ARCHIVE_EOF) break;
+      // Checked before EOF too: a compressed shard of no members is an error, not an empty shard.
       if (archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE) {
         error("open_webdataset: shard '", path, "' is compressed (", archive_filter_name(a, 0),
               "); shards are read by offset, so they must be plain .tar");
       }
+      if (rc == ARCHIVE_EOF) break;
       if (rc == ARCHIVE_RETRY) {  // a damaged header; libarchive looks for the next one
         skips.add(path + ": damaged tar header after " +
                   (last_name.empty() ? std::string("the start") : "member '" + last_name + "'") + ": " +
@@ -100,9 +101,9 @@ std::vector<Member> index_shard(const std::string& path, SkipLog& skips) {
         skips.add(path + ":" + m.name + ": a sparse file (not supported)");
         continue;
       }
-      if (m.offset + m.size > file_size) {
-        skips.add(path + ":" + m.name + ": truncated (its data ends at byte " + std::to_string(m.offset + m.size) +
-                  ", the file has " + std::to_string(file_size) + ")");
+      if (m.size < 0 || m.size > file_size - m.offset) {  // not m.offset + m.size: a lying size may overflow
+        skips.add(path + ":" + m.name + ": truncated (its " + std::to_string(m.size) + " bytes of data start at byte " +
+                  std::to_string(m.offset) + ", the file has " + std::to_string(file_size) + ")");
         continue;
       }
       members.push_back(std::move(m));

@@ -6,6 +6,7 @@
 // does, so MP3s decode to the same samples through either route.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 
 #include "codecs.h"
@@ -23,6 +24,10 @@ Audio decode(const void* bytes, size_t size, const std::string& name) {
   if (!detail::sndfile_decode(bytes, size, name, &audio, &sndfile_said))
     audio = detail::ffmpeg_decode(bytes, size, name, sndfile_said);
   detail::check_audio(audio, "audio read: " + name);
+  // A float WAV can hold NaN or infinities; no model should train on them.
+  for (size_t i = 0; i < audio.samples.size(); ++i)
+    if (!std::isfinite(audio.samples[i]))
+      error("audio read: ", name, ": sample ", i, " is ", audio.samples[i] != audio.samples[i] ? "NaN" : "infinite");
   return audio;
 }
 

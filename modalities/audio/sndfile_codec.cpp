@@ -51,8 +51,9 @@ bool sndfile_decode(const void* bytes, size_t size, const std::string& name, Aud
   check_sample_rate(info.samplerate, op);
   if (info.frames <= 0) error(op, ": no samples");
   // Read in blocks rather than trusting the header's frame count for one
-  // allocation: a corrupt header may claim anything.
-  const sf_count_t block = 65536;
+  // allocation: a corrupt header may claim anything. A block is at most 2^20
+  // samples whatever the channel count (1024 channels x 65536 frames: 256 MB).
+  const sf_count_t block = std::clamp<sf_count_t>((sf_count_t(1) << 20) / info.channels, 1, 65536);
   std::vector<float>& samples = out->samples;
   for (;;) {
     const size_t at = samples.size();

@@ -37,6 +37,13 @@ std::ostream& operator<<(std::ostream& os, const Where& w) { return os << w.op <
 // Far above any BPE vocabulary; bounds what a malformed file can allocate.
 constexpr int64_t kMaxId = (1 << 24) - 1;
 
+// Ids are about dense (ranks 0..n-1, special tokens just after): a lone huge
+// id would otherwise size the tables for 2^24 tokens (over 500 MB).
+void check_dense(int64_t max_id, int64_t count, const std::string& source) {
+  if (max_id >= 2 * count + 1024)
+    error(source, ": id ", max_id, " is far past the ", count, " tokens the file holds (ids must be about dense)");
+}
+
 int32_t parse_id(std::string_view text, const Where& where) {
   int64_t id = -1;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
@@ -57,11 +64,11 @@ class Records {
   void add(std::string bytes, int32_t id, bool special, const Where& where) {
     const auto [it, inserted] = line_of_id_.emplace(id, where.line);
     if (!inserted) error(where, "id ", id, " appears twice (also on line ", it->second, ")");
+    max_id_ = std::max(max_id_, id);
     if (special) {
       if (!special_.emplace(std::move(bytes), id).second) error(where, "special token appears twice");
     } else {
-      if (static_cast<size_t>(id) >= tokens_by_id_.size()) tokens_by_id_.resize(static_cast<size_t>(id) + 1);
-      tokens_by_id_[static_cast<size_t>(id)] = std::move(bytes);
+      ordinary_.emplace_back(id, std::move(bytes));
     }
   }
   // "<base64 bytes> <id>", tiktoken's line.
@@ -70,12 +77,21 @@ class Records {
     if (space == std::string_view::npos) error(where, "expected '<base64 token> <id>', got '", line, "'");
     add(parse_base64(line.substr(0, space), where), parse_id(line.substr(space + 1), where), false, where);
   }
-  std::vector<std::string>& tokens_by_id() { return tokens_by_id_; }
+  // The ordinary tokens by id (empty where none), once the ids are known dense.
+  std::vector<std::string> tokens_by_id(const std::string& source) {
+    check_dense(max_id_, int64_t(line_of_id_.size()), source);
+    size_t size = 0;
+    for (const auto& [id, bytes] : ordinary_) size = std::max(size, static_cast<size_t>(id) + 1);
+    std::vector<std::string> out(size);
+    for (auto& [id, bytes] : ordinary_) out[static_cast<size_t>(id)] = std::move(bytes);
+    return out;
+  }
   BpeTokenizer::SpecialTokens& special() { return special_; }
 
  private:
   std::map<int32_t, size_t> line_of_id_;
-  std::vector<std::string> tokens_by_id_;
+  std::vector<std::pair<int32_t, std::string>> ordinary_;
+  int32_t max_id_ = -1;
   BpeTokenizer::SpecialTokens special_;
 };
 
@@ -119,7 +135,8 @@ BpeTokenizer BpeTokenizer::from_tiktoken(const std::string& path, const SpecialT
   for_each_line(read_file(path, op), [&](std::string_view line, size_t number) {
     records.add_rank_line(line, Where{op, path, number});
   });
-  return BpeTokenizer(std::move(records.tokens_by_id()), special, std::string(op) + ": " + path);
+  const std::string source = std::string(op) + ": " + path;
+  return BpeTokenizer(records.tokens_by_id(source), special, source);
 }
 
 BpeTokenizer BpeTokenizer::from_gpt2_files(const std::string& encoder_json, const std::string& vocab_bpe) {
@@ -147,6 +164,7 @@ BpeTokenizer BpeTokenizer::from_gpt2_files(const std::string& encoder_json, cons
     }
   }
 
+  check_dense(int64_t(size) - 1, int64_t(encoder.size()), std::string(op) + ": " + encoder_json);
   std::vector<std::string> tokens_by_id(static_cast<size_t>(size));
   auto take = [&](std::map<std::string, int32_t>::iterator it) {  // moves a token from id_of to tokens_by_id
     if (!tokens_by_id[static_cast<size_t>(it->second)].empty())
@@ -196,7 +214,8 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
       records.add_rank_line(line, where);
     }
   });
-  return BpeTokenizer(std::move(records.tokens_by_id()), std::move(records.special()), std::string(op) + ": " + path);
+  const std::string source = std::string(op) + ": " + path;
+  return BpeTokenizer(records.tokens_by_id(source), std::move(records.special()), source);
 }
 
 void BpeTokenizer::save(const std::string& path) const {

@@ -393,6 +393,20 @@ TEST_F(RunLogs, MetricsAppendsAcrossOpens) {
   EXPECT_EQ(lines_of(path), (std::vector<std::string>{R"({"step":1,"x":1.0})", R"({"step":2,"x":2.0})"}));
 }
 
+// A run directory deleted mid-run: the next line is an error naming the file, not a write to nowhere.
+TEST_F(RunLogs, MetricsRemovedFileIsAnError) {
+  const fs::path path = dir_ / "metrics.jsonl";
+  MetricsLog log(path.string());
+  log.log(1, {{"x", 1}});
+  fs::remove(path);
+  try {
+    log.log(2, {{"x", 2}});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string() + ": the file was removed"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(RunLogs, MetricsCutsTornLastLine) {
   const fs::path path = dir_ / "metrics.jsonl";
   write_file(path, "{\"step\":1,\"x\":1.0}\n{\"step\":2,\"x\":2.0}\n{\"step\":3,\"x");

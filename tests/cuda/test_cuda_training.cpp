@@ -1,5 +1,7 @@
 // A GPT trained on the GPU follows the CPU run: f32 losses within 1e-4 and
-// bf16 mixed-precision losses within bf16 tolerance, over the first 20 steps.
+// bf16 mixed-precision losses within bf16 tolerance, over 30 steps on a
+// learnable pattern, and all three learn it (a broken backward cannot hide
+// behind a loss that could not fall anyway).
 #include <cstdlib>
 
 #include "fm/autocast.h"
@@ -23,7 +25,19 @@ const bool kSelfCheck = std::getenv("FM_CUDA_TESTS_ON_CPU") != nullptr;
 bool have_gpu() { return kSelfCheck || cuda::is_available(); }
 const Device kGpu = kSelfCheck ? Device::cpu() : Device::cuda(0);
 
-// Losses of 20 AdamW steps (clipped, GPT-2 init, dropout off) on `device`.
+// Arithmetic sequences mod V (a random start and a stride from {1, 2, 3, 5}
+// per row): after two tokens, every next one is determined.
+Tensor pattern_batch(int64_t B, int64_t T, int64_t V, Generator& g) {
+  const std::vector<int64_t> start = randint(0, V, {B}, DType::i64, &g).to_vector<int64_t>();
+  const std::vector<int64_t> pick = randint(0, 4, {B}, DType::i64, &g).to_vector<int64_t>();
+  const int64_t strides[4] = {1, 2, 3, 5};
+  std::vector<int64_t> ids;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < T; ++j) ids.push_back((start[size_t(b)] + j * strides[pick[size_t(b)]]) % V);
+  return tensor(ids, {B, T});
+}
+
+// Losses of 30 AdamW steps (clipped, GPT-2 init, dropout off) on `device`.
 std::vector<double> losses(Device device, std::optional<DType> precision) {
   nn::GPTOptions o;
   o.vocab_size = 96;
@@ -36,12 +50,12 @@ std::vector<double> losses(Device device, std::optional<DType> precision) {
   model.to(device);
   nn::flatten_parameters(model);
   optim::AdamWOptions ao;
-  ao.lr = 1e-3;
+  ao.lr = 3e-3;
   optim::AdamW opt(model, ao);
   Generator data(9);
   std::vector<double> out;
-  for (int s = 0; s < 20; ++s) {
-    Tensor ids = randint(0, o.vocab_size, {4, 65}, DType::i64, &data).to(device);
+  for (int s = 0; s < 30; ++s) {
+    Tensor ids = pattern_batch(4, 65, o.vocab_size, data).to(device);
     opt.zero_grad();
     Tensor loss;
     {
@@ -66,8 +80,10 @@ TEST(CudaTraining, GptLossesMatchTheCpu) {
   const std::vector<double> bf16 = losses(kGpu, DType::bf16);
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_NEAR(gpu[i], cpu[i], 1e-4 * cpu[i]) << "f32 step " << i;
-    EXPECT_NEAR(bf16[i], cpu[i], 1e-2 * cpu[i]) << "bf16 step " << i;
+    EXPECT_NEAR(bf16[i], cpu[i], 2e-2 * cpu[i]) << "bf16 step " << i;
   }
+  // ln 96 = 4.56 at the start; the pattern is learnt.
+  for (const auto* run : {&cpu, &gpu, &bf16}) EXPECT_LT(run->back(), 0.5 * run->front()) << run->back();
 }
 
 TEST(CudaTraining, OptimizersAndClippingMatchTheCpu) {

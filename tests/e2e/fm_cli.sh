@@ -35,9 +35,13 @@ diff <(losses runs/straight) <(losses runs/resumed) || fail "resumed losses diff
 # ... and after a SIGKILL mid-run (checkpoints every 5 steps).
 "$fm" train "$recipe" "${short[@]}" --train.save_every=5 --run.dir=runs/killed > /dev/null &
 pid=$!
-for _ in $(seq 200); do [ -d runs/killed/checkpoints/step_10 ] && break; sleep 0.05; done
-kill -9 "$pid" 2>/dev/null || true
-wait "$pid" 2>/dev/null || true
+until [ -d runs/killed/checkpoints/step_10 ] || ! kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+kill -KILL "$pid" 2>/dev/null || true
+rc=0 && wait "$pid" 2>/dev/null || rc=$?
+# Killed mid-run, not finished before the kill: SIGKILL's status, and its newest checkpoint short of step 40.
+[ "$rc" = 137 ] || fail "the run to kill exited with $rc before it was killed"
+newest=$(ls runs/killed/checkpoints | sed -n 's/^step_//p' | sort -n | tail -1)
+[ -n "$newest" ] && [ "$newest" -ge 10 ] && [ "$newest" -lt 40 ] || fail "the killed run's newest checkpoint is step_$newest"
 "$fm" train "$recipe" "${short[@]}" --train.save_every=5 --run.dir=runs/killed --resume > /dev/null
 diff <(losses runs/straight) <(losses runs/killed) || fail "losses after kill + resume differ"
 echo "resume: identical losses"

@@ -3,6 +3,7 @@
 // only on (seed, offset, i), so results do not depend on the thread count,
 // and a GPU kernel computing the same function produces the same numbers.
 #include <array>
+#include <atomic>
 #include <cstdint>
 
 #include "fm/host_device.h"
@@ -41,22 +42,29 @@ struct PhiloxState {
   uint64_t offset = 0;
 };
 
+// Thread safe: reserve() takes its blocks with one atomic add, so threads
+// sharing a generator (the default one, a loader's workers) never draw the
+// same blocks; which thread gets which blocks is then up to the scheduler.
 class Generator {
  public:
-  explicit Generator(uint64_t seed = 0) { state_.seed = seed; }
-  void manual_seed(uint64_t seed) { state_ = {seed, 0}; }
-  uint64_t seed() const { return state_.seed; }
-  // Reserves `blocks` counter blocks and returns the state to draw them from.
-  PhiloxState reserve(uint64_t blocks) {
-    PhiloxState s = state_;
-    state_.offset += blocks;
-    return s;
+  explicit Generator(uint64_t seed = 0) : seed_(seed), offset_(0) {}
+  Generator(const Generator& o) : seed_(o.seed_.load()), offset_(o.offset_.load()) {}
+  Generator& operator=(const Generator& o) {
+    set_state(o.state());
+    return *this;
   }
-  PhiloxState state() const { return state_; }  // saved in checkpoints
-  void set_state(PhiloxState s) { state_ = s; }
+  void manual_seed(uint64_t seed) { set_state({seed, 0}); }
+  uint64_t seed() const { return seed_.load(); }
+  // Reserves `blocks` counter blocks and returns the state to draw them from.
+  PhiloxState reserve(uint64_t blocks) { return {seed_.load(), offset_.fetch_add(blocks)}; }
+  PhiloxState state() const { return {seed_.load(), offset_.load()}; }  // saved in checkpoints
+  void set_state(PhiloxState s) {
+    seed_.store(s.seed);
+    offset_.store(s.offset);
+  }
 
  private:
-  PhiloxState state_;
+  std::atomic<uint64_t> seed_, offset_;
 };
 
 Generator& default_generator();

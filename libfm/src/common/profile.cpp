@@ -23,28 +23,44 @@ struct Record {
   void* handle;  // the device timer's, or null: host time
   Clock::time_point t0;
   double host_ms;
+  bool ended;
 };
 
+// A token is (generation << 32 | index). Opening or stopping a profile starts
+// a new generation, so a call still timing on another thread when stop()
+// cleared the records ends harmlessly instead of writing into a record that
+// is gone (or belongs to the next profile).
 std::mutex mu;
 std::vector<Record> records;
+int64_t generation = 0;
 detail::DeviceTimer timers[kNumDeviceTypes];
 thread_local int depth = 0;  // slots called from inside a timed slot are not timed again
 
-int begin(const char* name, Device d) {
+int64_t begin(const char* name, Device d) {
   if (depth++ > 0) return -1;
   std::lock_guard<std::mutex> lock(mu);
   const auto& t = timers[int(d.type)];
-  records.push_back({name, d, t.start ? t.start() : nullptr, Clock::now(), 0.0});
-  return int(records.size()) - 1;
+  records.push_back({name, d, t.start ? t.start() : nullptr, Clock::now(), 0.0, false});
+  return (generation << 32) | int64_t(records.size() - 1);
 }
 
-void end(int token) {
+void end(int64_t token) {
   --depth;
   if (token < 0) return;
   std::lock_guard<std::mutex> lock(mu);
-  Record& r = records[size_t(token)];
+  if ((token >> 32) != generation) return;  // its profile was stopped meanwhile
+  Record& r = records[size_t(token & 0xffffffff)];
   if (r.handle) timers[int(r.device.type)].stop(r.handle);
   else r.host_ms = std::chrono::duration<double, std::milli>(Clock::now() - r.t0).count();
+  r.ended = true;
+}
+
+// Drops every record (the caller holds mu), releasing device timer handles.
+void clear_records() {
+  for (Record& r : records)
+    if (r.handle) timers[int(r.device.type)].release(r.handle);
+  records.clear();
+  ++generation;
 }
 
 const detail::KernelProfiler profiler{begin, end};
@@ -57,7 +73,7 @@ Profile::Profile() {
   if (!detail::kernel_profiler.compare_exchange_strong(none, &profiler))
     error("fm::Profile: another profile is already open");
   std::lock_guard<std::mutex> lock(mu);
-  records.clear();
+  clear_records();
 }
 
 Profile::~Profile() {
@@ -71,14 +87,13 @@ std::vector<Profile::Row> Profile::stop() {
   std::lock_guard<std::mutex> lock(mu);
   std::map<std::pair<std::string, std::string>, Row> sums;
   for (Record& r : records) {
+    if (!r.ended) continue;  // still running on another thread: not a whole call
     const auto& t = timers[int(r.device.type)];
-    const double ms = r.handle ? t.elapsed_ms(r.handle) : r.host_ms;
-    if (r.handle) t.release(r.handle);
     Row& row = sums[{r.name, r.device.str()}];
     row.kernel = r.name, row.device = r.device.str();
-    row.calls += 1, row.ms += ms;
+    row.calls += 1, row.ms += r.handle ? t.elapsed_ms(r.handle) : r.host_ms;
   }
-  records.clear();
+  clear_records();
   std::vector<Row> rows;
   for (auto& [key, row] : sums) rows.push_back(row);
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });

@@ -1,11 +1,13 @@
 #include "fm/io/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -39,6 +41,23 @@ fs::path temp_dir_for(const fs::path& root, int64_t step) {
   static std::atomic<uint64_t> counter{0};
   return root / (".step_" + std::to_string(step) + ".tmp." + std::to_string(::getpid()) + "." +
                  std::to_string(counter++));
+}
+
+// Temp folders a killed writer left behind (".step_N.tmp.PID.K" of a PID
+// that no longer runs): a preempted job would otherwise fill the disk with a
+// checkpoint's worth per kill. A live writer's folders are left alone.
+void remove_orphaned_temps(const fs::path& root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.find(".tmp.");
+    if (name.rfind(".step_", 0) != 0 || at == std::string::npos) continue;
+    const long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+    if (pid <= 0 || pid == long(::getpid())) continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
 }
 
 // Removes the directory at `path` (when set) on every way out of a save.
@@ -81,6 +100,37 @@ PhiloxState read_rng(const TensorMap& t, const std::string& name, const std::str
     error("load_checkpoint: ", file, ": tensor '", name, "' must be int64 [2]");
   const auto r = it->second.to_vector<int64_t>();
   return {uint64_t(r[0]), uint64_t(r[1])};
+}
+
+// The index of the first NaN or infinity in a floating-point tensor (its
+// exponent bits all ones), or -1.
+int64_t first_non_finite(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  const auto scan = [&](auto bits, auto exponent) -> int64_t {
+    const auto* p = static_cast<const decltype(bits)*>(c.data_ptr());
+    for (int64_t i = 0; i < c.numel(); ++i)
+      if ((p[i] & exponent) == exponent) return i;
+    return -1;
+  };
+  switch (c.dtype()) {
+    case DType::f32: return scan(uint32_t{}, uint32_t{0x7F800000});
+    case DType::f64: return scan(uint64_t{}, uint64_t{0x7FF0000000000000});
+    case DType::bf16: return scan(uint16_t{}, uint16_t{0x7F80});
+    case DType::f16: return scan(uint16_t{}, uint16_t{0x7C00});
+    default: return -1;
+  }
+}
+
+// Training from a NaN or infinite weight or optimizer state would carry it
+// into every later step: such a checkpoint (from a diverged run, or damaged)
+// is refused, naming the tensor.
+void check_finite(const TensorMap& tensors, const std::string& file, const std::string& prefix = "") {
+  for (const auto& [name, t] : tensors) {
+    const int64_t i = first_non_finite(t);
+    if (i >= 0)
+      error("load_checkpoint: ", file, ": tensor '", prefix, name, "' holds a NaN or infinity at element ", i,
+            " (a diverged run or a damaged file); training cannot continue from it");
+  }
 }
 
 // Parses and checks a train_state file; touches nothing.
@@ -128,6 +178,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module
   TempDir tmp;  // the new checkpoint until it is moved; then the replaced one, if any
   try {
     fs::create_directories(root);
+    remove_orphaned_temps(root);
     tmp.path = temp_dir_for(root, state.step);
     const fs::path& tmp_dir = tmp.path;
     fs::create_directory(tmp_dir);
@@ -162,7 +213,10 @@ TrainState load_checkpoint(const std::string& step_dir, nn::Module& model) {
   const std::string state_file = (dir / "train_state.safetensors").string();
   // Both files are read and checked before the model is touched.
   Safetensors weights = load_safetensors(model_file);
+  check_finite(weights.tensors, model_file);
   TrainState out = read_train_state(state_file);
+  check_finite(out.optimizer, state_file, "optim.");
+  check_finite(out.tensors, state_file, "state.");
   try {
     model.load_state_dict(nn::StateDict(weights.tensors.begin(), weights.tensors.end()), true);
   } catch (const Error& e) {

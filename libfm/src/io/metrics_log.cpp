@@ -105,6 +105,11 @@ void MetricsLog::open_for_append() {
 
 void MetricsLog::log(int64_t step, const std::map<std::string, double>& values) {
   FM_CHECK(!values.count("step"), "MetricsLog: ", path_, ": \"step\" is not a valid value name");
+  // Writes to a removed file succeed unseen: a run whose directory was
+  // deleted would carry on with no log. Stop it instead.
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) fail("stat");
+  if (st.st_nlink == 0) error("MetricsLog: ", path_, ": the file was removed while the run was writing it");
   nlohmann::ordered_json record;
   record["step"] = step;
   for (const auto& [name, value] : values)

@@ -91,6 +91,10 @@ std::string canonical(Kind kind, const std::string& raw, const std::string& key,
       if (text == "false" || text == "0" || text == "no" || text == "off") return "false";
       return bad("a boolean (true/false)");
     case Kind::text:
+      // to_ini() must read back as written (a run's config.ini): Boost's INI
+      // reader cuts a line at '#' and a value cannot span lines.
+      if (text.find_first_of("#\n") != std::string::npos)
+        error("config: ", origin, ": key '", key, "': '", text, "' holds '#' or a line break, which an INI file cannot hold");
       return text;
   }
   return text;
@@ -193,6 +197,8 @@ void Config::parse_overrides(const std::vector<std::string>& args) {
     } else {
       error("config: command line: ", a, " needs a value");
     }
+    // Boost would take "--=5" as an option without a name and drop it unseen.
+    if (key.size() <= 2) error("config: command line: '", a, "' names no key");
     if (!last.count(key)) order.push_back(key);
     last[key] = value;
   }

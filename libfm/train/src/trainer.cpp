@@ -36,7 +36,7 @@ namespace fs = std::filesystem;
 namespace {
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  io::AtomicFile f(path, "fm train");
+  io::AtomicFile f(path, "save config");
   f.write(text.data(), text.size());
   f.commit();
 }
@@ -208,7 +208,10 @@ Trainer::Trainer(Config config, bool resume) : impl_(std::make_unique<Impl>()) {
   const std::string latest = io::latest_checkpoint((dir / "checkpoints").string(), &skipped);
   for (const auto& m : skipped) std::fprintf(stderr, "fm train: skipping a broken checkpoint: %s\n", m.c_str());
   if (latest.empty()) {
-    if (exists) error("--resume: ", (dir / "checkpoints").string(), " holds no valid checkpoint");
+    // Broken checkpoints only: refuse. None yet (stopped before its first
+    // save): start again from step 0, so a preempted job's command works as is.
+    if (exists && !skipped.empty()) error("--resume: ", (dir / "checkpoints").string(), " holds no valid checkpoint");
+    if (exists) std::printf("fm train: --resume: %s has no checkpoint yet; starting from step 0\n", s.dir.c_str());
     return;
   }
   io::TrainState ts = io::load_checkpoint(latest, st.task->model());
@@ -291,6 +294,8 @@ void Trainer::run() {
     // from all ranks (a collective), then rank 0 alone writes.
     std::map<std::string, Tensor> optimizer_state = st.optimizer_state();
     if (!lead) return;
+    // Not recreated: a run directory removed under a run is an error, not a fresh start.
+    if (!fs::is_directory(ckpt_dir)) error("fm train: ", ckpt_dir.string(), " is gone (the run directory was removed?)");
     io::TrainState ts;
     ts.step = s.step;
     ts.rng = default_generator().state();

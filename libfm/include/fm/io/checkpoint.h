@@ -39,6 +39,8 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module
 
 // Loads a step directory: the model's weights (strict) and the train state.
 // Errors name the file and the tensor at fault; the model is unchanged then.
+// A NaN or infinity in a weight, optimizer state or saved tensor is an error
+// (load_safetensors itself does not judge values).
 TrainState load_checkpoint(const std::string& step_dir, nn::Module& model);
 
 // The newest `step_N` under checkpoints_dir whose files both validate (and

@@ -4,7 +4,9 @@
 // fills its entries at load time with FM_REGISTER_KERNEL. A new backend plugs
 // in without touching op code.
 #include <atomic>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "fm/device.h"
 #include "fm/error.h"
@@ -14,8 +16,8 @@ namespace fm {
 namespace detail {
 // Set while an fm::Profile is open (fm/profile.h).
 struct KernelProfiler {
-  int (*begin)(const char* name, Device d);  // a token for end, or -1 when nested
-  void (*end)(int token);
+  int64_t (*begin)(const char* name, Device d);  // a token for end, or -1 when nested
+  void (*end)(int64_t token);
 };
 extern std::atomic<const KernelProfiler*> kernel_profiler;
 
@@ -28,9 +30,23 @@ class ProfiledCall {
 
  private:
   const KernelProfiler* p_;
-  int token_;
+  int64_t token_;
 };
 }  // namespace detail
+
+namespace detail {
+// Every slot that received a kernel notes itself here, so tests can list the
+// slots (a backend missing one is found without a list kept by hand).
+using SlotHas = bool (*)(const void* slot, DeviceType t);
+void note_kernel_slot(const char* name, const void* slot, SlotHas has);
+}  // namespace detail
+
+// The slots that hold a kernel for some device, with the devices each has.
+struct KernelSlotInfo {
+  std::string name;
+  bool has[kNumDeviceTypes];
+};
+std::vector<KernelSlotInfo> kernel_slots();
 
 template <class Sig> class Kernel;
 
@@ -42,7 +58,10 @@ class Kernel<R(Args...)> {
   // file's static initialiser can never run before the slot exists.
   constexpr explicit Kernel(const char* name) : name_(name), fns_{} {}
 
-  void set(DeviceType t, Fn f) { fns_[int(t)] = f; }
+  void set(DeviceType t, Fn f) {
+    fns_[int(t)] = f;
+    detail::note_kernel_slot(name_, this, [](const void* k, DeviceType d) { return static_cast<const Kernel*>(k)->has(d); });
+  }
   bool has(DeviceType t) const { return fns_[int(t)] != nullptr; }
   const char* name() const { return name_; }
 

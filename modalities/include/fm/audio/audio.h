@@ -33,9 +33,9 @@ constexpr int kMaxSampleRate = 768000;
 // FFmpeg. MP3 always goes through FFmpeg, which drops the encoder's delay and
 // padding (LAME's gapless header) as the ffmpeg program does. Truncated,
 // corrupt or empty files, files that are not audio, a WAV whose data chunk
-// claims more bytes than the file holds, zero frames and sample rates outside
-// [kMinSampleRate, kMaxSampleRate] throw fm::Error naming `name` (a path, or a
-// member of an archive).
+// claims more bytes than the file holds, zero frames, NaN or infinite samples
+// (float WAV) and sample rates outside [kMinSampleRate, kMaxSampleRate] throw
+// fm::Error naming `name` (a path, or a member of an archive).
 Audio decode(const void* bytes, size_t size, const std::string& name);
 Audio read(const std::string& path);  // errors name the path
 
