@@ -63,6 +63,7 @@ class Kernel<R(Args...)> {
     detail::note_kernel_slot(name_, this, [](const void* k, DeviceType d) { return static_cast<const Kernel*>(k)->has(d); });
   }
   bool has(DeviceType t) const { return fns_[int(t)] != nullptr; }
+  Fn get(DeviceType t) const { return fns_[int(t)]; }  // e.g. for a test to wrap a kernel
   const char* name() const { return name_; }
 
   template <class... A>
