@@ -14,6 +14,7 @@
 #include "fm/error.h"
 #include "fm/image/image.h"
 #include "fm/io/atomic_file.h"
+#include "declared_size.h"
 #include "jpeg_complete.h"
 #include "../text/read_file.h"
 
@@ -91,6 +92,10 @@ Image make_image(int height, int width, int channels) {
 Image decode(const void* bytes, size_t size, const std::string& name) {
   if (size == 0) error("image decode: ", name, ": empty file");
   if (size > size_t(INT_MAX)) error("image decode: ", name, ": ", size, " bytes is too large");
+  int64_t w = 0, h = 0;
+  if (declared_size(bytes, size, w, h) && w * h > kMaxImagePixels)
+    error("image decode: ", name, ": declares ", w, " x ", h, " pixels, more than the limit of ", kMaxImagePixels,
+          " (a decompression bomb?)");
   const cv::Mat buffer(1, int(size), CV_8U, const_cast<void*>(bytes));
   cv::Mat decoded;
   try {
