@@ -89,11 +89,25 @@ Image make_image(int height, int width, int channels) {
   return img;
 }
 
+// PNG, JPEG, WebP or BMP by their first bytes (OpenCV's own signatures), and
+// no DICOM signature ("DICM" at byte 128, which OpenCV also looks for): other
+// formats never reach OpenCV, whose DICOM reader (GDCM) abort()s or allocates
+// gigabytes on crafted files (tests/fuzz/regressions/image_decode/).
+bool known_format(const void* bytes, size_t size) {
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  if (size >= 132 && std::memcmp(p + 128, "DICM", 4) == 0) return false;
+  return (size >= 8 && std::memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) || (size >= 3 && std::memcmp(p, "\xff\xd8\xff", 3) == 0) ||
+         (size >= 12 && std::memcmp(p, "RIFF", 4) == 0 && std::memcmp(p + 8, "WEBP", 4) == 0) ||
+         (size >= 2 && p[0] == 'B' && p[1] == 'M');
+}
+
 Image decode(const void* bytes, size_t size, const std::string& name) {
   if (size == 0) error("image decode: ", name, ": empty file");
   if (size > size_t(INT_MAX)) error("image decode: ", name, ": ", size, " bytes is too large");
+  if (!known_format(bytes, size)) error("image decode: ", name, ": not a PNG/JPEG/WebP/BMP image");
   int64_t w = 0, h = 0;
-  if (declared_size(bytes, size, w, h) && w * h > kMaxImagePixels)
+  // w * h > limit, without the product (PNG's 32-bit sides would overflow it)
+  if (declared_size(bytes, size, w, h) && w > 0 && h > kMaxImagePixels / w)
     error("image decode: ", name, ": declares ", w, " x ", h, " pixels, more than the limit of ", kMaxImagePixels,
           " (a decompression bomb?)");
   const cv::Mat buffer(1, int(size), CV_8U, const_cast<void*>(bytes));

@@ -21,7 +21,8 @@ struct Image {
 // A zero-filled image; errors on negative sizes or a channel count outside [1, 4].
 Image make_image(int height, int width, int channels = 3);
 
-// Decodes PNG, JPEG, WebP or BMP (any format OpenCV's imgcodecs reads) of any
+// Decodes PNG, JPEG, WebP or BMP (told by their first bytes; other formats
+// OpenCV reads are refused, as its DICOM reader aborts on bad files) of any
 // channel count and 8- or 16-bit depth into 3-channel RGB, as PIL's
 // convert("RGB"): gray is repeated, alpha is dropped (not composited), and
 // 16-bit samples keep their high byte (v >> 8, as PIL's 16-bit RGB unpacker
