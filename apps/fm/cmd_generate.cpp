@@ -9,6 +9,10 @@
 #include "fm/io/checkpoint.h"
 #include "options.h"
 #include "fm/tasks/lm.h"
+#ifdef FM_HAVE_MEDIA
+#include "fm/tasks/image_text_data.h"
+#include "fm/tasks/mixed.h"
+#endif
 #include "fm/tasks/sampling.h"
 #include "fm/text/bpe.h"
 #include "fm/train/recipe.h"
@@ -54,7 +58,7 @@ int cmd_generate(const std::vector<std::string>& args) {
 #endif
   }
   Flags f("usage: fm generate text --run DIR --prompt TEXT [options]\n\n"
-          "Continues the prompt with the newest checkpoint of a text run (KV-cached sampling).");
+          "Continues the prompt with the newest checkpoint of a text run or a mixed run (KV-cached sampling).");
   f.option("run", "", "run directory made by fm train")
       .option("prompt", "\n", "text to continue (valid UTF-8)")
       .option("max-new-tokens", "200", "tokens to generate")
@@ -72,7 +76,31 @@ int cmd_generate(const std::vector<std::string>& args) {
     error("generate: --prompt is not valid UTF-8 (byte ", bad, ")");
 
   const train::Config config = train::load_run_config(dir);
-  if (config.get_string("task.kind") != "lm") error("generate text: ", dir, " is a '", config.get_string("task.kind"), "' run");
+  tasks::SamplingOptions o;
+  o.max_new_tokens = f.get_int("max-new-tokens");
+  o.temperature = f.get_double("temperature");
+  o.top_k = f.get_int("top-k");
+  o.top_p = f.get_double("top-p");
+  if (o.top_p <= 0 || o.top_p > 1) error("generate: --top-p must be in (0, 1], got ", o.top_p);
+  Generator gen(uint64_t(f.get_int("seed")));
+  if (config.get_string("task.kind") == "mixed") {
+#ifdef FM_HAVE_MEDIA
+    // A mixed run's text: the prompt continued until the end-of-text.
+    const tasks::MixedRun run = tasks::load_mixed_run(dir);
+    o.stop_token = tasks::end_of_text_id(run.tokenizer);
+    const std::vector<int32_t> ids = run.tokenizer.encode(prompt);
+    std::vector<int32_t> out;
+    for (int64_t t : tasks::mixed_generate_text(*run.model, std::vector<int64_t>(ids.begin(), ids.end()), o, gen))
+      if (t != o.stop_token) out.push_back(int32_t(t));
+    const std::string text = run.tokenizer.decode(out);
+    std::printf("%s%s\n", prompt.c_str(), text.c_str());
+    return 0;
+#else
+    error("generate text: mixed runs need a build with -DLIBFM_MEDIA=ON");
+#endif
+  }
+  if (config.get_string("task.kind") != "lm")
+    error("generate text: ", dir, " is a '", config.get_string("task.kind"), "' run, not an lm or mixed run");
   const std::string tok = config.get_string("data.tokenizer");
   if (tok.empty()) error("generate: the run's config names no data.tokenizer");
   const text::BpeTokenizer tokenizer = text::BpeTokenizer::load(tok);
@@ -82,13 +110,6 @@ int cmd_generate(const std::vector<std::string>& args) {
   io::load_checkpoint(ckpt, model);
   model.eval();
 
-  tasks::SamplingOptions o;
-  o.max_new_tokens = f.get_int("max-new-tokens");
-  o.temperature = f.get_double("temperature");
-  o.top_k = f.get_int("top-k");
-  o.top_p = f.get_double("top-p");
-  if (o.top_p <= 0 || o.top_p > 1) error("generate: --top-p must be in (0, 1], got ", o.top_p);
-  Generator gen(uint64_t(f.get_int("seed")));
   const std::vector<int32_t> ids = tokenizer.encode(prompt);
   const std::string text = tokenizer.decode(tasks::sample(model, ids, o, gen));
   std::fwrite(prompt.data(), 1, prompt.size(), stdout);

@@ -61,20 +61,12 @@ void declare_caption_keys(train::Config& c) {
       .add_int("model.embed_dim", 128, "CoCa: joint embedding size")
       .add_double("loss.caption_weight", 2.0, "CoCa: weight of the captioning loss (open_clip's 2)")
       .add_double("loss.contrastive_weight", 1.0, "CoCa: weight of the contrastive loss")
-      .add_int("decode.beam", 3, "beam width for evaluation and fm caption (1: greedy)")
-      .add_int("decode.max_tokens", 0, "tokens generated at most (0: context_length - 1)")
-      .add_double("decode.length_penalty", 1.0, "beam scores: log-prob sum / length^length_penalty")
-      .add_int("decode.no_repeat_ngram", 0, "no n-gram of this size twice in a caption (0: off)")
-      .add_bool("decode.early_stopping", true, "beam: stop once `beam` captions have ended")
-      .add_bool("decode.sample", false, "draw tokens (top-k / top-p) instead of searching (beam 1)")
-      .add_double("decode.temperature", 1.0, "sampling temperature")
-      .add_int("decode.top_k", 0, "sampling: the k most likely tokens only (0: all)")
-      .add_double("decode.top_p", 1.0, "sampling: nucleus mass")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 1000, "held-out images for the validation loss and the caption metrics (0: all)")
       .add_string("eval.checker", "", "shapes or melodies: exact-match figures for captioned shapes or melodies (empty: none)")
       .add_int("eval.samples", 8, "held-out images captioned in the logs at each sample step");
   declare_image_data_keys(c, "held-out captioned images: validation loss and caption metrics");
+  declare_decode_keys(c);
 }
 
 void resolve_caption(train::Config& c) {
@@ -132,6 +124,40 @@ DecoderBatch decoder_batch(const Tensor& text, const Tensor& eot, int32_t start)
   d.targets = masked_fill(ids, gt(pos, eot.to(DType::i64).unsqueeze(1)), -100.0);
   d.last = eot.to(DType::i64);  // inputs[eot] is the caption's last token (the start token when it is empty)
   return d;
+}
+
+// Which of a melody caption's four attributes the generated caption names
+// rightly (a caption outside the grammar names none).
+void melody_attributes(const std::string& want_caption, const std::string& generated,
+                       std::map<std::string, int64_t>& right) {
+  const data::MelodyCaption want = data::parse_melody_caption(want_caption);
+  data::MelodyCaption got;
+  try {
+    got = data::parse_melody_caption(generated);
+  } catch (const Error&) {
+    return;
+  }
+  right["key"] += got.key == want.key;
+  right["tempo"] += got.tempo == want.tempo;
+  right["timbre"] += got.timbre == want.timbre;
+  right["register"] += got.register_word == want.register_word;
+}
+
+// Which words of a one-shape caption the generated one gets right (a
+// caption outside the grammar gets none): what a model has learnt so far.
+void one_shape_attributes(const data::ParsedCaption& want, const std::string& generated,
+                          std::map<std::string, int64_t>& right) {
+  data::ParsedCaption got;
+  try {
+    got = data::parse_shapes_caption(generated);
+  } catch (const Error&) {
+    return;
+  }
+  if (got.shapes.size() != 1) return;
+  right["colour"] += got.shapes[0].colour == want.shapes[0].colour;
+  right["type"] += got.shapes[0].type == want.shapes[0].type;
+  right["size"] += got.shapes[0].size == want.shapes[0].size;
+  right["position"] += got.position == want.position;
 }
 
 class CaptionTask : public train::Task {
@@ -192,7 +218,7 @@ class CaptionTask : public train::Task {
     });
     if (n == 0) return out;
     out["val_loss"] = loss_sum / double(n);
-    caption_figures(*source, indices, generated, out);
+    caption_figures(cfg_.get_string("eval.checker"), *source, indices, generated, out);
     return out;
   }
 
@@ -272,91 +298,11 @@ class CaptionTask : public train::Task {
     return {total, {{"caption_loss", caption.item()}, {"contrastive_loss", c.loss.item()}, {"acc_i2t", c.accuracy_i2t}}};
   }
 
-  // Corpus metrics over the decoded captions (references: every caption of
-  // the same image among those evaluated), and with eval.checker = shapes the
-  // exact-match rates (over all, one-shape and two-shape images, images
-  // naming a held-out colour-type pair, and one- and two-shape images naming
-  // none: "_seen") and how often each word of a one-shape caption is right.
-  void caption_figures(const data::ImageTextSource& source, const std::vector<int64_t>& indices,
-                       const std::vector<std::string>& generated, std::map<std::string, double>& out) const {
-    std::map<std::string, size_t> example_of;  // image key -> example
-    std::vector<CaptionExample> examples;
-    const std::string checker = cfg_.get_string("eval.checker");
-    const bool shapes = checker == "shapes", melodies = checker == "melodies";
-    std::map<std::string, std::pair<int64_t, int64_t>> exact;  // group -> (matches, images)
-    std::map<std::string, int64_t> attributes;                  // one-shape images: attribute -> right
-    for (size_t i = 0; i < indices.size(); ++i) {
-      const data::ImageTextSample s = source.read(indices[i]);
-      auto [it, fresh] = example_of.emplace(s.key, examples.size());
-      if (fresh) examples.push_back({normalize_caption(generated[i]), {}});
-      examples[it->second].references.push_back(normalize_caption(s.caption));
-      if (melodies) {
-        const bool ok = normalize_caption(generated[i]) == normalize_caption(s.caption);
-        exact[""].first += ok;
-        exact[""].second += 1;
-        melody_attributes(s.caption, generated[i], attributes);
-      }
-      if (!shapes) continue;
-      const data::ParsedCaption p = data::parse_shapes_caption(s.caption);
-      bool held_out = false;
-      for (const auto& sh : p.shapes) held_out = held_out || data::is_held_out_pair(sh.colour, sh.type);
-      const bool ok = same_shapes_caption(generated[i], s.caption);
-      const char* seen = held_out ? nullptr : p.shapes.size() == 1 ? "_one_seen" : "_two_seen";
-      for (const char* g : {"", p.shapes.size() == 1 ? "_one" : "_two", held_out ? "_heldout" : seen}) {
-        exact[g].first += ok;
-        exact[g].second += 1;
-      }
-      if (p.shapes.size() == 1) one_shape_attributes(p, generated[i], attributes);
-    }
-    const CaptionScores sc = caption_scores(examples);
-    for (int k = 0; k < 4; ++k) out["bleu" + std::to_string(k + 1)] = sc.bleu[k];
-    out["rouge_l"] = sc.rouge_l;
-    out["cider_d"] = sc.cider_d;
-    for (const auto& [g, mn] : exact) {
-      out["exact" + g] = double(mn.first) / double(mn.second);
-      out["exact" + g + "_n"] = double(mn.second);
-    }
-    if (melodies && !exact.empty())
-      for (const char* a : {"key", "tempo", "timbre", "register"})
-        out[std::string("melody_") + a] = double(attributes[a]) / double(exact[""].second);
-    if (const auto it = exact.find("_one"); it != exact.end())
-      for (const char* a : {"colour", "type", "size", "position"})
-        out[std::string("one_") + a] = double(attributes[a]) / double(it->second.second);
-  }
 
-  // Which of a melody caption's four attributes the generated caption names
-  // rightly (a caption outside the grammar names none).
-  static void melody_attributes(const std::string& want_caption, const std::string& generated,
-                                std::map<std::string, int64_t>& right) {
-    const data::MelodyCaption want = data::parse_melody_caption(want_caption);
-    data::MelodyCaption got;
-    try {
-      got = data::parse_melody_caption(generated);
-    } catch (const Error&) {
-      return;
-    }
-    right["key"] += got.key == want.key;
-    right["tempo"] += got.tempo == want.tempo;
-    right["timbre"] += got.timbre == want.timbre;
-    right["register"] += got.register_word == want.register_word;
-  }
 
-  // Which words of a one-shape caption the generated one gets right (a
-  // caption outside the grammar gets none): what a model has learnt so far.
-  static void one_shape_attributes(const data::ParsedCaption& want, const std::string& generated,
-                                   std::map<std::string, int64_t>& right) {
-    data::ParsedCaption got;
-    try {
-      got = data::parse_shapes_caption(generated);
-    } catch (const Error&) {
-      return;
-    }
-    if (got.shapes.size() != 1) return;
-    right["colour"] += got.shapes[0].colour == want.shapes[0].colour;
-    right["type"] += got.shapes[0].type == want.shapes[0].type;
-    right["size"] += got.shapes[0].size == want.shapes[0].size;
-    right["position"] += got.position == want.position;
-  }
+
+
+
 
   bool audio() const { return model_->options.modality == "audio"; }
 
@@ -388,6 +334,51 @@ const train::TaskRegistrar registrar{{
 
 }  // namespace
 
+void caption_figures(const std::string& checker, const data::ImageTextSource& source, const std::vector<int64_t>& indices,
+                     const std::vector<std::string>& generated, std::map<std::string, double>& out) {
+  std::map<std::string, size_t> example_of;  // image key -> example
+  std::vector<CaptionExample> examples;
+  const bool shapes = checker == "shapes", melodies = checker == "melodies";
+  std::map<std::string, std::pair<int64_t, int64_t>> exact;  // group -> (matches, images)
+  std::map<std::string, int64_t> attributes;                  // one-shape images: attribute -> right
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const data::ImageTextSample s = source.read(indices[i]);
+    auto [it, fresh] = example_of.emplace(s.key, examples.size());
+    if (fresh) examples.push_back({normalize_caption(generated[i]), {}});
+    examples[it->second].references.push_back(normalize_caption(s.caption));
+    if (melodies) {
+      const bool ok = normalize_caption(generated[i]) == normalize_caption(s.caption);
+      exact[""].first += ok;
+      exact[""].second += 1;
+      melody_attributes(s.caption, generated[i], attributes);
+    }
+    if (!shapes) continue;
+    const data::ParsedCaption p = data::parse_shapes_caption(s.caption);
+    bool held_out = false;
+    for (const auto& sh : p.shapes) held_out = held_out || data::is_held_out_pair(sh.colour, sh.type);
+    const bool ok = same_shapes_caption(generated[i], s.caption);
+    const char* seen = held_out ? nullptr : p.shapes.size() == 1 ? "_one_seen" : "_two_seen";
+    for (const char* g : {"", p.shapes.size() == 1 ? "_one" : "_two", held_out ? "_heldout" : seen}) {
+      exact[g].first += ok;
+      exact[g].second += 1;
+    }
+    if (p.shapes.size() == 1) one_shape_attributes(p, generated[i], attributes);
+  }
+  const CaptionScores sc = caption_scores(examples);
+  for (int k = 0; k < 4; ++k) out["bleu" + std::to_string(k + 1)] = sc.bleu[k];
+  out["rouge_l"] = sc.rouge_l;
+  out["cider_d"] = sc.cider_d;
+  for (const auto& [g, mn] : exact) {
+    out["exact" + g] = double(mn.first) / double(mn.second);
+    out["exact" + g + "_n"] = double(mn.second);
+  }
+  if (melodies && !exact.empty())
+    for (const char* a : {"key", "tempo", "timbre", "register"})
+      out[std::string("melody_") + a] = double(attributes[a]) / double(exact[""].second);
+  if (const auto it = exact.find("_one"); it != exact.end())
+    for (const char* a : {"colour", "type", "size", "position"})
+      out[std::string("one_") + a] = double(attributes[a]) / double(it->second.second);
+}
 CaptionRun load_caption_run(const std::string& run_dir) {
   CaptionRun r{train::load_run_config(run_dir), nullptr, text::BpeTokenizer(caption_tokenizer("")), {}, {}};
   if (r.config.get_string("task.kind") != "caption")

@@ -46,25 +46,6 @@ void declare_diffusion_keys(train::Config& c) {
       .add_int("model.latent_channels", 0, "latent channels (set from model.autoencoder; 0: pixel space)")
       .add_int("model.latent_size", 0, "latent side (set from model.autoencoder)")
       .add_double("model.latent_scale", 0.0, "latents are multiplied by this (0: 1 / latent_std of the autoencoder run's last evaluation)")
-      .add_string("diffusion.process", "flow", "ddpm (discrete noise schedule) or flow (rectified flow)")
-      .add_string("diffusion.schedule", "linear", "ddpm betas: linear, scaled_linear or cosine")
-      .add_int("diffusion.timesteps", 1000, "ddpm: training timesteps (flow: the timestep scale)")
-      .add_double("diffusion.beta_start", 1e-4, "ddpm: first beta")
-      .add_double("diffusion.beta_end", 0.02, "ddpm: last beta")
-      .add_string("diffusion.prediction", "", "epsilon, v_prediction, sample (x0) or velocity (empty: epsilon for ddpm, velocity for flow)")
-      .add_string("diffusion.t_sampling", "logit_normal", "flow: training times uniform or logit_normal")
-      .add_double("diffusion.logit_mean", 0.0, "flow: logit-normal mean")
-      .add_double("diffusion.logit_std", 1.0, "flow: logit-normal std")
-      .add_double("diffusion.shift", 1.0, "flow: timestep shift (SD3)")
-      .add_double("diffusion.min_snr_gamma", 0.0, "Min-SNR loss weighting gamma (0: none)")
-      .add_double("diffusion.cond_drop", 0.1, "probability a training caption is replaced by the empty one")
-      .add_string("diffusion.sampler", "", "ddpm, ddim, euler, heun, dpmpp_2m, flow_euler, flow_heun (empty: ddim or flow_euler)")
-      .add_int("diffusion.steps", 50, "sampling steps")
-      .add_double("diffusion.cfg", 4.0, "classifier-free guidance scale (1: none)")
-      .add_string("diffusion.timestep_spacing", "", "ddpm samplers: leading, linspace or trailing (empty: the sampler's diffusers default)")
-      .add_bool("diffusion.clip_sample", false, "ddpm/ddim: clip predicted images to [-1, 1]")
-      .add_double("diffusion.eta", 0.0, "ddim: noise (0: deterministic)")
-      .add_bool("diffusion.karras", true, "euler, heun, dpmpp_2m: Karras sigmas")
       .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 512, "held-out images for the validation loss (0: all)")
@@ -72,6 +53,7 @@ void declare_diffusion_keys(train::Config& c) {
       .add_int("eval.images", 64, "captions of data.val generated and judged at each evaluation (0: all)")
       .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
   declare_image_data_keys(c, "held-out pairs: validation loss, sample prompts and adherence");
+  declare_diffusion_objective_keys(c);
 }
 
 // The last value of `key` in a run's metrics.jsonl, or NaN.
@@ -117,9 +99,7 @@ void resolve_diffusion(train::Config& c) {
     c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
           "data.tokenizer");
   if (c.get_int("model.pooled_dim") == 0) c.set("model.pooled_dim", c.text("model.text_width"), "model.text_width");
-  const bool flow = c.get_string("diffusion.process") == "flow";
-  if (c.get_string("diffusion.prediction").empty()) c.set("diffusion.prediction", flow ? "velocity" : "epsilon", "diffusion.process");
-  if (c.get_string("diffusion.sampler").empty()) c.set("diffusion.sampler", flow ? "flow_euler" : "ddim", "diffusion.process");
+  resolve_diffusion_objective(c);
 }
 
 class DiffusionTask : public train::Task {

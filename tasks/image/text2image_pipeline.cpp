@@ -37,6 +37,34 @@ DiTOptions dit_options(const train::Config& c) {
   return o;
 }
 
+void declare_diffusion_objective_keys(train::Config& c) {
+  c.add_string("diffusion.process", "flow", "ddpm (discrete noise schedule) or flow (rectified flow)")
+      .add_string("diffusion.schedule", "linear", "ddpm betas: linear, scaled_linear or cosine")
+      .add_int("diffusion.timesteps", 1000, "ddpm: training timesteps (flow: the timestep scale)")
+      .add_double("diffusion.beta_start", 1e-4, "ddpm: first beta")
+      .add_double("diffusion.beta_end", 0.02, "ddpm: last beta")
+      .add_string("diffusion.prediction", "", "epsilon, v_prediction, sample (x0) or velocity (empty: epsilon for ddpm, velocity for flow)")
+      .add_string("diffusion.t_sampling", "logit_normal", "flow: training times uniform or logit_normal")
+      .add_double("diffusion.logit_mean", 0.0, "flow: logit-normal mean")
+      .add_double("diffusion.logit_std", 1.0, "flow: logit-normal std")
+      .add_double("diffusion.shift", 1.0, "flow: timestep shift (SD3)")
+      .add_double("diffusion.min_snr_gamma", 0.0, "Min-SNR loss weighting gamma (0: none)")
+      .add_double("diffusion.cond_drop", 0.1, "probability a training caption is replaced by the empty one")
+      .add_string("diffusion.sampler", "", "ddpm, ddim, euler, heun, dpmpp_2m, flow_euler, flow_heun (empty: ddim or flow_euler)")
+      .add_int("diffusion.steps", 50, "sampling steps")
+      .add_double("diffusion.cfg", 4.0, "classifier-free guidance scale (1: none)")
+      .add_string("diffusion.timestep_spacing", "", "ddpm samplers: leading, linspace or trailing (empty: the sampler's diffusers default)")
+      .add_bool("diffusion.clip_sample", false, "ddpm/ddim: clip predicted images to [-1, 1]")
+      .add_double("diffusion.eta", 0.0, "ddim: noise (0: deterministic)")
+      .add_bool("diffusion.karras", true, "euler, heun, dpmpp_2m: Karras sigmas");
+}
+
+void resolve_diffusion_objective(train::Config& c) {
+  const bool flow = c.get_string("diffusion.process") == "flow";
+  if (c.get_string("diffusion.prediction").empty()) c.set("diffusion.prediction", flow ? "velocity" : "epsilon", "diffusion.process");
+  if (c.get_string("diffusion.sampler").empty()) c.set("diffusion.sampler", flow ? "flow_euler" : "ddim", "diffusion.process");
+}
+
 objectives::DiffusionOptions diffusion_options(const train::Config& c) {
   objectives::DiffusionOptions o;
   o.process = c.get_string("diffusion.process");
@@ -153,6 +181,14 @@ Tensor image_grid(const Tensor& images, int64_t columns, int64_t padding) {
 std::map<std::string, double> adherence(const TextToImagePipeline& p, const data::ImageTextSource& source,
                                         const std::string& checker, int64_t limit, int64_t batch,
                                         const GenerateOptions& o, std::vector<std::string>* failures) {
+  const ImageGenerator generate = [&p](const std::vector<std::string>& prompts, const GenerateOptions& go,
+                                       int64_t* truncated) { return p.generate(prompts, go, truncated); };
+  return adherence(generate, source, checker, limit, batch, o, failures);
+}
+
+std::map<std::string, double> adherence(const ImageGenerator& generate, const data::ImageTextSource& source,
+                                        const std::string& checker, int64_t limit, int64_t batch,
+                                        const GenerateOptions& o, std::vector<std::string>* failures) {
   if (checker != "shapes") error("adherence: unknown checker '", checker, "' (known: shapes)");
   const int64_t n = limit > 0 ? std::min(limit, source.size()) : source.size();
   int64_t ok = 0, held = 0, held_ok = 0, colour_ok = 0, truncated = 0;
@@ -161,7 +197,7 @@ std::map<std::string, double> adherence(const TextToImagePipeline& p, const data
     for (int64_t i = start; i < std::min(n, start + batch); ++i) captions.push_back(source.read(i).caption);
     GenerateOptions bo = o;
     bo.seed = o.seed + uint64_t(start);  // each batch its own noise, the same for every run
-    const Tensor images = p.generate(captions, bo, &truncated).to(Device::cpu());
+    const Tensor images = generate(captions, bo, &truncated).to(Device::cpu());
     for (size_t i = 0; i < captions.size(); ++i) {
       const image::Image img = image::from_tensor(images.select(0, int64_t(i)));
       if (img.channels != 3 || img.height != img.width) error("adherence: the shapes checker needs square RGB images");

@@ -43,11 +43,27 @@ CaptionOptions caption_options(const train::Config& c) {
   return o;
 }
 
+void declare_decode_keys(train::Config& c) {
+  c.add_int("decode.beam", 3, "beam width for evaluation and fm caption (1: greedy)")
+      .add_int("decode.max_tokens", 0, "tokens generated at most (0: context_length - 1)")
+      .add_double("decode.length_penalty", 1.0, "beam scores: log-prob sum / length^length_penalty")
+      .add_int("decode.no_repeat_ngram", 0, "no n-gram of this size twice in a caption (0: off)")
+      .add_bool("decode.early_stopping", true, "beam: stop once `beam` captions have ended")
+      .add_bool("decode.sample", false, "draw tokens (top-k / top-p) instead of searching (beam 1)")
+      .add_double("decode.temperature", 1.0, "sampling temperature")
+      .add_int("decode.top_k", 0, "sampling: the k most likely tokens only (0: all)")
+      .add_double("decode.top_p", 1.0, "sampling: nucleus mass");
+}
+
 DecodeOptions decode_options(const train::Config& c, const CaptionOptions& model) {
+  return decode_options(c, model.context_length);
+}
+
+DecodeOptions decode_options(const train::Config& c, int64_t context_length) {
   DecodeOptions o;
   o.beam = c.get_int("decode.beam");
   o.max_tokens = c.get_int("decode.max_tokens");
-  if (o.max_tokens == 0) o.max_tokens = model.context_length - 1;
+  if (o.max_tokens == 0) o.max_tokens = context_length - 1;
   o.length_penalty = c.get_double("decode.length_penalty");
   o.no_repeat_ngram = c.get_int("decode.no_repeat_ngram");
   o.early_stopping = c.get_bool("decode.early_stopping");
@@ -56,8 +72,8 @@ DecodeOptions decode_options(const train::Config& c, const CaptionOptions& model
   o.top_k = c.get_int("decode.top_k");
   o.top_p = c.get_double("decode.top_p");
   if (o.beam < 1) error("config: key 'decode.beam': must be at least 1, got ", o.beam);
-  if (o.max_tokens < 1 || o.max_tokens > model.context_length - 1)
-    error("config: key 'decode.max_tokens': must be 1 to context_length - 1 = ", model.context_length - 1, ", got ", o.max_tokens);
+  if (o.max_tokens < 1 || o.max_tokens > context_length - 1)
+    error("config: key 'decode.max_tokens': must be 1 to context_length - 1 = ", context_length - 1, ", got ", o.max_tokens);
   return o;
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "../commands.h"
@@ -17,6 +18,7 @@
 #include "fm/ops.h"
 #include "fm/tasks/caption.h"
 #include "fm/tasks/image_text_data.h"
+#include "fm/tasks/mixed.h"
 #include "fm/train/recipe.h"
 
 namespace fm::app {
@@ -54,9 +56,9 @@ std::vector<std::string> folder_files(const std::string& dir, bool audio) {
 int cmd_caption(const std::vector<std::string>& args) {
   Flags f("usage: fm caption --run DIR (FILE... | --dir FOLDER) [--beam N] [--out captions.jsonl]\n\n"
           "Captions images (or audio files, for an audio captioner) with the newest checkpoint\n"
-          "(EMA weights when kept) of a caption run.\n"
+          "(EMA weights when kept) of a caption run or a mixed run.\n"
           "Prints (or writes to --out) one JSON line per image: {\"file\", \"caption\", \"score\"}.");
-  f.option("run", "", "run directory made by fm train (task.kind = caption)")
+  f.option("run", "", "run directory made by fm train (task.kind = caption or mixed)")
       .option("dir", "", "caption every image of this folder (sorted by name)")
       .option("out", "", "write the JSON lines to this file instead of stdout")
       .option("beam", "", "beam width, >= 1 (default: the run's decode.beam)")
@@ -74,15 +76,21 @@ int cmd_caption(const std::vector<std::string>& args) {
   const int64_t batch = f.get_int("batch");
   if (batch < 1) error("--batch must be at least 1, got ", batch);
   const train::Config config = train::load_run_config(dir);
-  if (config.get_string("task.kind") != "caption")
-    error(dir, " is a '", config.get_string("task.kind"), "' run, not a caption run");
+  const std::string kind = config.get_string("task.kind");
+  if (kind != "caption" && kind != "mixed") error(dir, " is a '", kind, "' run, not a caption or mixed run");
   if (!f.get("dir").empty()) {
     if (!files.empty()) error("give files or --dir FOLDER, not both");
     files = folder_files(f.get("dir"), config.get_string("model.modality") == "audio");
   }
   if (files.empty()) error("no files given (IMAGE... or AUDIO... or --dir FOLDER)");
-  tasks::CaptionRun run = tasks::load_caption_run(dir);
-  tasks::DecodeOptions o = run.decode;
+  // A caption run, or a mixed run captioning through its one transformer.
+  std::optional<tasks::CaptionRun> caption_run;
+  std::optional<tasks::MixedRun> mixed_run;
+  if (kind == "mixed") mixed_run.emplace(tasks::load_mixed_run(dir));
+  else caption_run.emplace(tasks::load_caption_run(dir));
+  const text::BpeTokenizer& tokenizer = mixed_run ? mixed_run->tokenizer : caption_run->tokenizer;
+  const int64_t context = mixed_run ? config.get_int("model.context_length") + 1 : caption_run->model->options.context_length;
+  tasks::DecodeOptions o = mixed_run ? mixed_run->decode : caption_run->decode;
   if (!f.get("beam").empty()) o.beam = f.get_int("beam");
   if (!f.get("max-tokens").empty()) o.max_tokens = f.get_int("max-tokens");
   o.sample = f.get("sample") == "true";
@@ -91,10 +99,10 @@ int cmd_caption(const std::vector<std::string>& args) {
   o.top_p = f.get_double("top-p");
   o.temperature = f.get_double("temperature");
   if (o.beam < 1) error("--beam must be at least 1, got ", o.beam);
-  if (o.max_tokens < 1 || o.max_tokens > run.model->options.context_length - 1)
-    error("--max-tokens must be 1 to ", run.model->options.context_length - 1, ", got ", o.max_tokens);
+  if (o.max_tokens < 1 || o.max_tokens > context - 1)
+    error("--max-tokens must be 1 to ", context - 1, ", got ", o.max_tokens);
   Generator gen(uint64_t(f.get_int("seed")));
-  const int32_t eot = tasks::end_of_text_id(run.tokenizer);
+  const int32_t eot = tasks::end_of_text_id(tokenizer);
 
   std::string lines;
   int64_t skipped = 0, done = 0;
@@ -103,7 +111,7 @@ int cmd_caption(const std::vector<std::string>& args) {
     std::vector<std::string> names;
     for (size_t i = start; i < std::min(files.size(), start + size_t(batch)); ++i) {
       try {
-        images.push_back(run.load_image(files[i]));
+        images.push_back(mixed_run ? mixed_run->load_image(files[i]) : caption_run->load_image(files[i]));
         names.push_back(files[i]);
       } catch (const Error& e) {
         std::fprintf(stderr, "fm caption: skipped %s\n", e.what());
@@ -111,9 +119,10 @@ int cmd_caption(const std::vector<std::string>& args) {
       }
     }
     if (images.empty()) continue;
-    const auto captions = tasks::caption_images(*run.model, stack(images, 0), eot, o, &gen);
+    const auto captions = mixed_run ? tasks::mixed_caption_images(*mixed_run->model, stack(images, 0), eot, o, &gen)
+                                    : tasks::caption_images(*caption_run->model, stack(images, 0), eot, o, &gen);
     for (size_t i = 0; i < captions.size(); ++i) {
-      nlohmann::ordered_json j = {{"file", names[i]}, {"caption", run.tokenizer.decode(captions[i].tokens)}, {"score", captions[i].score}};
+      nlohmann::ordered_json j = {{"file", names[i]}, {"caption", tokenizer.decode(captions[i].tokens)}, {"score", captions[i].score}};
       lines += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     }
     done += int64_t(captions.size());

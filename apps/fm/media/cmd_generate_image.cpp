@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "../commands.h"
@@ -13,6 +14,7 @@
 #include "fm/image/image.h"
 #include "fm/image/transforms.h"
 #include "fm/tasks/diffusion.h"
+#include "fm/tasks/mixed.h"
 #include "fm/train/recipe.h"
 #include "../options.h"
 #include "prompt_file.h"
@@ -21,9 +23,9 @@ namespace fm::app {
 namespace fs = std::filesystem;
 int cmd_generate_image(const std::vector<std::string>& args) {
   Flags f("usage: fm generate image --run DIR (--prompt TEXT --out FILE.png | --prompts captions.jsonl --out DIR) [options]\n\n"
-          "Generates images with the newest checkpoint (EMA weights when kept) of a diffusion run.\n"
+          "Generates images with the newest checkpoint (EMA weights when kept) of a diffusion or mixed run.\n"
           "With --n > 1 one prompt gives a grid; --prompts writes one PNG per line under its 'file' name.");
-  f.option("run", "", "run directory made by fm train (task.kind = diffusion)")
+  f.option("run", "", "run directory made by fm train (task.kind = diffusion or mixed)")
       .option("prompt", "\n", "what the image should show")
       .option("prompts", "", "a captions.jsonl ({\"file\", \"caption\"} per line) instead of --prompt")
       .option("out", "", "the PNG to write (--prompt), or the folder (--prompts)")
@@ -47,8 +49,9 @@ int cmd_generate_image(const std::vector<std::string>& args) {
 
   // Everything that can be checked before the model loads is checked now.
   const train::Config config = train::load_run_config(dir);
-  if (config.get_string("task.kind") != "diffusion")
-    error("generate image: ", dir, " is a '", config.get_string("task.kind"), "' run, not a diffusion run");
+  const std::string kind = config.get_string("task.kind");
+  if (kind != "diffusion" && kind != "mixed")
+    error("generate image: ", dir, " is a '", kind, "' run, not a diffusion or mixed run");
   tasks::GenerateOptions o = tasks::generate_defaults(config);
   if (!f.get("steps").empty()) o.steps = f.get_int("steps");
   if (!f.get("sampler").empty()) o.sampler = f.get("sampler");
@@ -67,11 +70,28 @@ int cmd_generate_image(const std::vector<std::string>& args) {
     check_writable_dir(parent, "the folder of --out", "generate image");
   }
 
-  const auto run = tasks::load_text2image_run(dir, train::parse_device(f.get("device")));
+  // A diffusion run's pipeline, or a mixed run drawing through its one transformer.
+  std::unique_ptr<tasks::TextToImageRun> t2i;
+  std::optional<tasks::MixedRun> mixed;
+  tasks::ImageGenerator generate;
+  int64_t step = 0;
+  if (kind == "mixed") {
+    mixed.emplace(tasks::load_mixed_run(dir, train::parse_device(f.get("device"))));
+    generate = [&mixed](const std::vector<std::string>& p, const tasks::GenerateOptions& go, int64_t* t) {
+      return mixed->generate_images(p, go, t);
+    };
+    step = mixed->step;
+  } else {
+    t2i = tasks::load_text2image_run(dir, train::parse_device(f.get("device")));
+    generate = [&t2i](const std::vector<std::string>& p, const tasks::GenerateOptions& go, int64_t* t) {
+      return t2i->pipeline->generate(p, go, t);
+    };
+    step = t2i->step;
+  }
   std::fprintf(stderr, "fm generate image: %s step %lld, sampler %s, %lld steps, cfg %g\n", dir.c_str(),
-               (long long)run->step, o.sampler.c_str(), (long long)o.steps, o.cfg);
+               (long long)step, o.sampler.c_str(), (long long)o.steps, o.cfg);
   if (lines.empty()) {
-    const Tensor images = run->pipeline->generate(std::vector<std::string>(size_t(n), prompt), o);
+    const Tensor images = generate(std::vector<std::string>(size_t(n), prompt), o, nullptr);
     const Tensor grid = n == 1 ? images.select(0, 0) : tasks::image_grid(images, int64_t(std::ceil(std::sqrt(double(n)))));
     image::write(out, image::from_tensor(grid));
     std::printf("%s\n", out.c_str());
@@ -83,7 +103,7 @@ int cmd_generate_image(const std::vector<std::string>& args) {
     for (size_t i = start; i < std::min(lines.size(), start + size_t(batch)); ++i) captions.push_back(lines[i].caption);
     tasks::GenerateOptions bo = o;
     bo.seed = o.seed + start;
-    const Tensor x = run->pipeline->generate(captions, bo);
+    const Tensor x = generate(captions, bo, nullptr);
     for (int64_t i = 0; i < x.size(0); ++i) images.push_back(image::from_tensor(x.select(0, i)));
     std::fprintf(stderr, "generated %zu/%zu\n", images.size(), lines.size());
   }

@@ -3,6 +3,7 @@
 // caption, apps/examples/caption.cpp): the options a config gives,
 // captioning a batch of images, loading a run, and the shapes data set's
 // exact-match rule.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,8 +17,11 @@
 namespace fm::tasks {
 
 CaptionOptions caption_options(const train::Config& c);
-// The decode.* keys (decode.max_tokens 0: the model's context_length - 1).
+// The decode.* keys (beam search and sampling), and their values
+// (decode.max_tokens 0: the model's context_length - 1).
+void declare_decode_keys(train::Config& c);
 DecodeOptions decode_options(const train::Config& c, const CaptionOptions& model);
+DecodeOptions decode_options(const train::Config& c, int64_t context_length);
 
 // A model's decoding rows: batch * beam copies of each image's encoding, with
 // one KV cache per layer; the cross-attention keys and values of the image
@@ -44,6 +48,16 @@ std::vector<Decoded> caption_images(const CaptionModel& model, const Tensor& ima
 // "a blue square below a red circle"). Text outside the grammar only matches
 // itself.
 bool same_shapes_caption(const std::string& a, const std::string& b);
+
+// Corpus metrics (BLEU-1..4, ROUGE-L, CIDEr-D) of `generated`, the captions
+// decoded for samples `indices` of `source` (references: every caption of
+// the same image among them). With checker "shapes", the exact-match rates
+// ("exact", "_one", "_two", "_heldout": naming a held-out colour-type pair,
+// "_one_seen", "_two_seen": naming none) and how often each word of a
+// one-shape caption is right ("one_colour", ...); with "melodies", exact
+// match and each attribute's rate ("melody_key", ...).
+void caption_figures(const std::string& checker, const data::ImageTextSource& source, const std::vector<int64_t>& indices,
+                     const std::vector<std::string>& generated, std::map<std::string, double>& out);
 
 // A trained run: config, newest weights (EMA ones when kept), tokenizer, the
 // evaluation transform (image only: the sample's "image" tensor) and the

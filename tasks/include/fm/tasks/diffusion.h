@@ -3,6 +3,7 @@
 // image, fm eval, apps/examples/text2image.cpp): options from a config,
 // loading a run, prompts to images, and adherence judged by a checker that
 // shares nothing with the model.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +18,13 @@
 #include "fm/train/config.h"
 
 namespace fm::tasks {
+
+// The diffusion.* keys (process, schedule, prediction, times, condition
+// dropout, sampler, steps, guidance), for every kind that trains with the
+// diffusion objective; and the defaults derived after parsing (prediction
+// and sampler from the process).
+void declare_diffusion_objective_keys(train::Config& c);
+void resolve_diffusion_objective(train::Config& c);
 
 // Pixel space, or the latents of an autoencoder run (model.autoencoder).
 DiTOptions dit_options(const train::Config& c);
@@ -81,6 +89,12 @@ Tensor image_grid(const Tensor& images, int64_t columns, int64_t padding = 2);
 // first thing a model learns; a coarse check for short runs).
 // `failures` (optional) collects "caption: reason" of the first misses.
 std::map<std::string, double> adherence(const TextToImagePipeline& p, const data::ImageTextSource& source,
+                                        const std::string& checker, int64_t limit, int64_t batch,
+                                        const GenerateOptions& o, std::vector<std::string>* failures = nullptr);
+// The same for any generator of images in [0, 1] from prompts (a mixed run's).
+using ImageGenerator =
+    std::function<Tensor(const std::vector<std::string>& prompts, const GenerateOptions& o, int64_t* truncated)>;
+std::map<std::string, double> adherence(const ImageGenerator& generate, const data::ImageTextSource& source,
                                         const std::string& checker, int64_t limit, int64_t batch,
                                         const GenerateOptions& o, std::vector<std::string>* failures = nullptr);
 

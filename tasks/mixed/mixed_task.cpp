@@ -1,0 +1,404 @@
+// [task] kind = mixed: one transformer trained on mixed-modal samples
+// (Transfusion): captioned images become, at random per sample,
+//   caption direction   [BOI] image (clean, t = 0) [EOI caption end-of-text]
+//                       (next-token loss on the caption)
+//   image direction     [caption end-of-text BOI] image (noised) [EOI]
+//                       (diffusion loss on the image, next-token loss on the
+//                       caption; the caption is dropped, [BOI] alone, with
+//                       probability diffusion.cond_drop, for guidance)
+// packed into rows under the layout's mask (fm/tasks/mixed_layout.h). The
+// loss is text + mixed.image_weight x image, each logged apart. Evaluated
+// both ways on held-out images with the same checkers as the single-task
+// kinds: caption exact match and metrics (fm/tasks/caption.h), and the
+// adherence of images drawn from held-out captions (fm/tasks/diffusion.h).
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <optional>
+
+#include "fm/autograd.h"
+#include "fm/data/image_text.h"
+#include "fm/factory.h"
+#include "fm/image/image.h"
+#include "fm/image/transforms.h"
+#include "fm/ops.h"
+#include "fm/tasks/caption.h"
+#include "fm/tasks/diffusion.h"
+#include "fm/tasks/image_text_data.h"
+#include "fm/tasks/mixed.h"
+#include "fm/train/recipe.h"
+#include "fm/train/task.h"
+#include "fm/train/trainer.h"
+
+namespace fm::tasks {
+namespace {
+
+void declare_mixed_keys(train::Config& c) {
+  c.add_int("model.image_size", 32, "image side in pixels (images are resized and cropped to it)")
+      .add_int("model.channels", 3, "image channels: 3 (RGB) or 1 (luminance)")
+      .add_int("model.patch_size", 4, "image patch side (each patch is one position)")
+      .add_int("model.width", 256, "transformer width")
+      .add_int("model.layers", 6, "transformer blocks")
+      .add_int("model.heads", 4, "attention heads")
+      .add_int("model.vocab_size", 0, "text vocabulary before the four markers (0: the tokenizer's)")
+      .add_int("model.context_length", 24, "caption tokens, end-of-text included")
+      .add_int("model.max_positions", 0, "positions inside one sample (0: the longest sample: caption, markers and patches)")
+      .add_double("mixed.caption_share", 0.5, "share of training images in the caption direction (the rest: image direction)")
+      .add_double("mixed.text_weight", 1.0, "weight of the next-token loss")
+      .add_double("mixed.image_weight", 5.0, "weight of the diffusion loss (Transfusion's lambda)")
+      .add_int("mixed.row_length", 0, "positions per packed row (0: model.max_positions)")
+      .add_bool("mixed.pack", true, "pack several samples into a row (block-diagonal attention)")
+      .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
+      .add_int("train.eval_samples", 512, "held-out images for the validation losses (0: all)")
+      .add_string("eval.checker", "", "shapes: caption exact match and image adherence on captioned shapes (empty: none)")
+      .add_int("eval.images", 64, "held-out images captioned, and captions drawn, at each evaluation (0: all)")
+      .add_int("eval.samples", 16, "prompts (the first of data.val) in each sample grid");
+  declare_decode_keys(c);
+  declare_diffusion_objective_keys(c);
+  declare_image_data_keys(c, "held-out captioned images: validation losses, caption and image figures");
+}
+
+void resolve_mixed(train::Config& c) {
+  resolve_diffusion_objective(c);
+  if (c.get_int("model.vocab_size") == 0)
+    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
+          "data.tokenizer");
+  if (c.get_int("model.max_positions") == 0) {
+    const int64_t p = c.get_int("model.patch_size"), g = p > 0 ? c.get_int("model.image_size") / p : 0;
+    c.set("model.max_positions", std::to_string(c.get_int("model.context_length") + 2 + g * g), "model.context_length");
+  }
+}
+
+// Caption ids up to and including the end-of-text.
+std::vector<int64_t> caption_ids(const Tensor& text, int64_t eot) {
+  std::vector<int64_t> all = text.contiguous().to_vector<int64_t>();
+  all.resize(size_t(eot + 1));
+  return all;
+}
+
+class MixedTask : public train::Task {
+ public:
+  explicit MixedTask(const train::Config& c)
+      : cfg_(c), tokenizer_(caption_tokenizer(c.get_string("data.tokenizer"))), eot_(end_of_text_id(tokenizer_)),
+        diffusion_(diffusion_options(c)) {}
+
+  void build(const train::RunContext& ctx) override {
+    device_ = ctx.device;
+    B_ = cfg_.get_int("train.batch_size");
+    caption_share_ = cfg_.get_double("mixed.caption_share");
+    cond_drop_ = cfg_.get_double("diffusion.cond_drop");
+    if (caption_share_ < 0 || caption_share_ > 1) error("config: key 'mixed.caption_share' must be in [0, 1], got ", caption_share_);
+    if (cond_drop_ < 0 || cond_drop_ >= 1) error("config: key 'diffusion.cond_drop' must be in [0, 1), got ", cond_drop_);
+    if (const std::string checker = cfg_.get_string("eval.checker"); !checker.empty() && checker != "shapes")
+      error("config: key 'eval.checker': '", checker, "' is not shapes");
+    objectives::make_sampler(cfg_.get_string("diffusion.sampler"), sampler_options(cfg_));  // a bad name fails now
+    // Each rank its own streams (rank 0's are saved: a resumed multi-rank run draws anew on the others).
+    const uint64_t seed = uint64_t(cfg_.get_int("train.seed")) + uint64_t(ctx.rank) * 7919;
+    manual_seed(seed);
+    noise_gen_.manual_seed(seed * 2 + 1);
+    layout_gen_.manual_seed(seed * 2 + 2);
+    model_ = std::make_unique<MixedModel>(mixed_options(cfg_));
+    pack_.length = cfg_.get_int("mixed.row_length") > 0 ? cfg_.get_int("mixed.row_length") : model_->options.max_positions;
+    pack_.patches = model_->patches();
+    pack_.special = model_->audio_special();
+    pack_.pack = cfg_.get_bool("mixed.pack");
+    decode_ = decode_options(cfg_, cfg_.get_int("model.context_length") + 1);
+    const int64_t L = cfg_.get_int("model.context_length");
+    if (!ctx.open_data) {
+      const auto& o = model_->options;
+      bench_images_ = randn({B_, o.channels, o.image_size, o.image_size});
+      bench_ids_ = randint(0, o.vocab_size, {B_, L});
+      return;
+    }
+    ImageTransformOptions io = image_transform_options(cfg_);
+    train_.emplace(cfg_, ctx, std::vector<std::string>{}, image_text_transform(io, tokenizer_, L, {}));
+    io.random_crop = io.hflip = false;
+    eval_transform_ = image_text_transform(io, tokenizer_, L, {});
+    if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, {});
+  }
+
+  nn::Module& model() override { return *model_; }
+
+  train::StepOutput train_step() override {
+    const data::LoaderBatch b = train_->next();
+    const Tensor images = b.tensors.at("image"), text = b.tensors.at("text");
+    const std::vector<int64_t> eot = b.tensors.at("eot").to_vector<int64_t>();
+    const std::vector<float> u = rand({images.size(0), 2}, TensorOptions(DType::f32), &layout_gen_).to_vector<float>();
+    std::vector<MixedSample> samples;
+    int64_t dropped = 0, captioning = 0;
+    for (int64_t i = 0; i < images.size(0); ++i) {
+      const bool caption_dir = u[size_t(2 * i)] < caption_share_;
+      const bool drop = !caption_dir && u[size_t(2 * i + 1)] < cond_drop_;
+      captioning += caption_dir;
+      dropped += drop;
+      samples.push_back(sample(images.select(0, i), caption_ids(text.select(0, i), eot[size_t(i)]), caption_dir, drop));
+    }
+    train::StepOutput out = step_loss(samples, noise_gen_);
+    out.metrics["caption_share"] = double(captioning) / double(images.size(0));
+    out.metrics["cond_dropped"] = double(dropped) / double(std::max<int64_t>(1, images.size(0) - captioning));
+    out.metrics["skipped"] = double(b.skipped);
+    return out;
+  }
+
+  train::StepOutput bench_step() override {
+    std::vector<MixedSample> samples;
+    const int64_t L = cfg_.get_int("model.context_length");
+    for (int64_t i = 0; i < B_; ++i) {
+      std::vector<int64_t> ids = bench_ids_.select(0, i).narrow(0, 0, L * 3 / 4).to_vector<int64_t>();
+      ids.push_back(eot_);
+      samples.push_back(sample(bench_images_.select(0, i), ids, i % 2 == 0, false));
+    }
+    return step_loss(samples, noise_gen_);
+  }
+
+  std::map<std::string, double> evaluate() override {
+    std::map<std::string, double> out;
+    if (!val_) return out;
+    validation_losses(out);
+    const int64_t n = cfg_.get_int("eval.images");
+    std::vector<int64_t> indices;
+    std::vector<std::string> generated;
+    for_each_batch(*val_, eval_transform_, B_, n, [&](const data::LoaderBatch& b) {
+      for (const Decoded& d : mixed_caption_images(*model_, b.tensors.at("image").to(device_), eot_, decode_))
+        generated.push_back(tokenizer_.decode(d.tokens));
+      indices.insert(indices.end(), b.indices.begin(), b.indices.end());
+    });
+    caption_figures(cfg_.get_string("eval.checker"), *val_, indices, generated, out);
+    if (cfg_.get_string("eval.checker") == "shapes") {
+      const auto a = adherence(generator(), *val_, "shapes", n, B_, generate_defaults(cfg_));
+      out.insert(a.begin(), a.end());
+    }
+    return out;
+  }
+
+  void write_samples(int64_t step, train::SampleSink& sink) override {
+    if (!val_) return;
+    const int64_t n = std::min(cfg_.get_int("eval.samples"), val_->size());
+    if (n <= 0) return;
+    std::vector<std::string> prompts;
+    for (int64_t i = 0; i < n; ++i) prompts.push_back(val_->read(i).caption);
+    int64_t truncated = 0;
+    const Tensor grid = image_grid(generator()(prompts, generate_defaults(cfg_), &truncated), 4);
+    const image::Image img = image::from_tensor(grid);
+    sink.image_png("samples", image::encode_png(img), img.height, img.width);
+    std::string text;
+    for_each_batch(*val_, eval_transform_, n, n, [&](const data::LoaderBatch& b) {
+      const auto captions = mixed_caption_images(*model_, b.tensors.at("image").to(device_), eot_, decode_);
+      for (size_t i = 0; i < captions.size(); ++i)
+        text += std::to_string(i) + ": drawn from \"" + prompts[i] + "\"; captioned \"" +
+                tokenizer_.decode(captions[i].tokens) + "\"\n";
+    });
+    sink.text("prompts_and_captions", text);
+  }
+
+  int64_t batch_samples() const override { return B_; }
+  std::string sample_unit() const override { return "img"; }
+  double flops_per_sample() const override {
+    // 6 FLOPs per core parameter per position and attention's products over one sample's positions (heads left out).
+    const auto& o = model_->options;
+    const double T = double(o.max_positions);
+    return 6.0 * double(model_->core->num_parameters()) * T + 12.0 * double(o.layers * o.width) * T * T;
+  }
+
+  train::TaskState state() const override {
+    return {{{"train", train_ ? train_->position() : 0}}, {{"noise", noise_gen_.state()}, {"layout", layout_gen_.state()}}, {}};
+  }
+  void load_state(const train::TaskState& s) override {
+    if (auto it = s.positions.find("train"); it != s.positions.end() && train_) train_->set_position(it->second);
+    if (auto it = s.rngs.find("noise"); it != s.rngs.end()) noise_gen_.set_state(it->second);
+    if (auto it = s.rngs.find("layout"); it != s.rngs.end()) layout_gen_.set_state(it->second);
+  }
+
+ private:
+  // One captioned image as a sample of either direction.
+  MixedSample sample(const Tensor& image, const std::vector<int64_t>& caption, bool caption_dir, bool drop) const {
+    const int64_t BOI = model_->marker(Marker::begin_image), EOI = model_->marker(Marker::end_image);
+    if (caption_dir) {
+      std::vector<int64_t> after{EOI};
+      after.insert(after.end(), caption.begin(), caption.end());
+      return {text_piece({BOI}), image_piece(image), text_piece(after)};
+    }
+    std::vector<int64_t> before = drop ? std::vector<int64_t>{} : caption;
+    before.push_back(BOI);
+    return {text_piece(before), image_piece(image, true),
+            text_piece({EOI})};
+  }
+
+  train::StepOutput step_loss(const std::vector<MixedSample>& samples, Generator& gen,
+                              const Tensor& t = Tensor(), const Tensor& noise = Tensor()) {
+    const MixedBatch b = pack_mixed(samples, pack_);
+    const MixedLosses l = mixed_losses(*model_, b, diffusion_, gen, t, noise);
+    Tensor loss;
+    train::StepOutput out;
+    const auto add = [&](const Tensor& part, double weight, const char* name) {
+      if (!part.defined()) return;
+      out.metrics[name] = part.item();
+      loss = loss.defined() ? loss + part * weight : part * weight;
+    };
+    add(l.text, cfg_.get_double("mixed.text_weight"), "text_loss");
+    add(l.image, cfg_.get_double("mixed.image_weight"), "image_loss");
+    out.metrics["rows"] = double(b.rows);
+    out.loss = loss;
+    return out;
+  }
+
+  // Held-out losses with fixed draws: the first train.eval_samples images,
+  // even ones in the caption direction (val_text_loss: the caption's
+  // next-token loss), odd ones in the image direction at evenly spread times
+  // with fixed noise (val_image_loss); val_loss is their weighted sum.
+  void validation_losses(std::map<std::string, double>& out) {
+    Generator gen(12345);
+    double text = 0, image = 0;
+    int64_t n_text = 0, n_image = 0, seen = 0;
+    const int64_t limit = cfg_.get_int("train.eval_samples");
+    const int64_t total = limit > 0 ? std::min(limit, val_->size()) : val_->size();
+    for_each_batch(*val_, eval_transform_, B_, limit, [&](const data::LoaderBatch& b) {
+      const Tensor images = b.tensors.at("image"), ids = b.tensors.at("text");
+      const std::vector<int64_t> eot = b.tensors.at("eot").to_vector<int64_t>();
+      std::vector<MixedSample> caps, draws;
+      std::vector<float> times;
+      for (int64_t i = 0; i < images.size(0); ++i, ++seen) {
+        const bool caption_dir = seen % 2 == 0;
+        (caption_dir ? caps : draws).push_back(sample(images.select(0, i), caption_ids(ids.select(0, i), eot[size_t(i)]), caption_dir, false));
+        if (!caption_dir) times.push_back(float((double(seen) + 0.5) / double(total)));
+      }
+      if (!caps.empty()) {
+        const MixedLosses l = mixed_losses(*model_, pack_mixed(caps, pack_), diffusion_, gen);
+        text += l.text.item() * double(l.text_n);
+        n_text += l.text_n;
+      }
+      if (!draws.empty()) {
+        const auto& o = model_->options;
+        const Tensor noise = randn({int64_t(draws.size()), o.channels, o.image_size, o.image_size}, TensorOptions(DType::f32), &gen);
+        std::vector<float> t = times;
+        if (diffusion_.options().process != "flow")
+          for (float& v : t) v = std::floor(v * float(diffusion_.options().num_train_timesteps));
+        const MixedLosses l = mixed_losses(*model_, pack_mixed(draws, pack_), diffusion_, gen, tensor(t), noise);
+        image += l.image.item() * double(l.image_n);
+        n_image += l.image_n;
+      }
+    });
+    if (n_text) out["val_text_loss"] = text / double(n_text);
+    if (n_image) out["val_image_loss"] = image / double(n_image);
+    if (n_text && n_image)
+      out["val_loss"] = cfg_.get_double("mixed.text_weight") * out["val_text_loss"] +
+                        cfg_.get_double("mixed.image_weight") * out["val_image_loss"];
+  }
+
+  ImageGenerator generator() {
+    return [this](const std::vector<std::string>& prompts, const GenerateOptions& o, int64_t* truncated) {
+      return generate_images(*model_, tokenizer_, cfg_, prompts, o, truncated);
+    };
+  }
+
+ public:
+  // Prompts -> images in [0, 1] (shared with MixedRun).
+  static Tensor generate_images(const MixedModel& m, const text::BpeTokenizer& tokenizer, const train::Config& c,
+                                const std::vector<std::string>& prompts, const GenerateOptions& o, int64_t* truncated);
+
+ private:
+  const train::Config& cfg_;
+  text::BpeTokenizer tokenizer_;
+  int32_t eot_;
+  objectives::Diffusion diffusion_;
+  Device device_;
+  int64_t B_ = 0;
+  double caption_share_ = 0.5, cond_drop_ = 0.1;
+  Generator noise_gen_, layout_gen_;
+  std::unique_ptr<MixedModel> model_;
+  PackOptions pack_;
+  DecodeOptions decode_;
+  std::optional<TrainImages> train_;
+  data::Transform eval_transform_;
+  std::shared_ptr<const data::ImageTextSource> val_;
+  Tensor bench_images_, bench_ids_;
+};
+
+Tensor MixedTask::generate_images(const MixedModel& m, const text::BpeTokenizer& tokenizer, const train::Config& c,
+                                  const std::vector<std::string>& prompts, const GenerateOptions& o, int64_t* truncated) {
+  if (prompts.empty()) error("generate: no prompts");
+  const int64_t L = c.get_int("model.context_length");
+  std::vector<std::vector<int64_t>> captions;
+  for (const auto& p : prompts) {
+    if (p.find_first_not_of(" \t\r\n") == std::string::npos) error("generate: the prompt is empty");
+    const size_t n = tokenizer.encode(p).size();
+    if (int64_t(n) + 1 > L && truncated) ++*truncated;
+    else if (int64_t(n) + 1 > L)
+      error("generate: the prompt '", p, "' is ", n, " tokens; the model reads at most ", L - 1,
+            " (model.context_length ", L, " with end-of-text)");
+    auto [ids, eot] = tokenize_caption(tokenizer, p, L);
+    captions.push_back(caption_ids(ids, eot));
+  }
+  auto sampler = objectives::make_sampler(o.sampler, sampler_options(c));
+  Generator gen(o.seed);
+  const Tensor x = mixed_generate_images(m, captions, *sampler, o.steps, o.cfg, gen);
+  return clamp((x.to(Device::cpu()).to(DType::f32) + 1.0) * 0.5, 0.0, 1.0);  // data range [-1, 1] (mean = std = 0.5)
+}
+
+const train::TaskRegistrar registrar{{
+    "mixed",
+    "one transformer over mixed-modal sequences: next-token loss on text, diffusion loss on image patches (Transfusion)",
+    declare_mixed_keys,
+    resolve_mixed,
+    {"model.image_size", "model.channels", "model.patch_size", "model.width", "model.layers", "model.heads",
+     "model.vocab_size", "model.context_length", "model.max_positions"},
+    [](const train::Config& c) { return std::make_unique<MixedTask>(c); },
+}};
+
+}  // namespace
+
+MixedOptions mixed_options(const train::Config& c) {
+  MixedOptions o;
+  o.vocab_size = c.get_int("model.vocab_size");
+  o.width = c.get_int("model.width");
+  o.layers = c.get_int("model.layers");
+  o.heads = c.get_int("model.heads");
+  o.max_positions = c.get_int("model.max_positions");
+  o.image_size = c.get_int("model.image_size");
+  o.patch_size = c.get_int("model.patch_size");
+  o.channels = c.get_int("model.channels");
+  return o;
+}
+
+MixedRun load_mixed_run(const std::string& run_dir, Device device) {
+  MixedRun r{train::load_run_config(run_dir), nullptr, caption_tokenizer(""), {}, {}, 0};
+  if (r.config.get_string("task.kind") != "mixed")
+    error(run_dir, " is a '", r.config.get_string("task.kind"), "' run, not a mixed run");
+  r.tokenizer = caption_tokenizer(r.config.get_string("data.tokenizer"));
+  r.model = std::make_unique<MixedModel>(mixed_options(r.config));
+  r.step = train::load_run_weights(run_dir, *r.model);
+  r.model->to(device);
+  r.model->eval();
+  r.decode = decode_options(r.config, r.config.get_int("model.context_length") + 1);
+  ImageTransformOptions io = image_transform_options(r.config);
+  io.random_crop = io.hflip = false;
+  r.transform = image_transform(io);
+  return r;
+}
+
+Tensor MixedRun::generate_images(const std::vector<std::string>& prompts, const GenerateOptions& o,
+                                 int64_t* truncated) const {
+  return MixedTask::generate_images(*model, tokenizer, config, prompts, o, truncated);
+}
+
+Tensor MixedRun::load_image(const std::string& path) const {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) error(path, ": cannot open it");
+  data::ImageTextSample s;
+  s.key = s.origin = path;
+  s.image.assign(std::istreambuf_iterator<char>(in), {});
+  s.image_format = data::image_format_of(path);
+  if (s.image.empty()) error(path, ": the file is empty");
+  return transform(s, 0).at("image");
+}
+
+std::vector<std::string> MixedRun::caption(const Tensor& images, const DecodeOptions& o, Generator* gen) const {
+  std::vector<std::string> out;
+  for (const Decoded& d : mixed_caption_images(*model, images.to(model->token_embedding->weight.device()),
+                                               end_of_text_id(tokenizer), o, gen))
+    out.push_back(tokenizer.decode(d.tokens));
+  return out;
+}
+
+}  // namespace fm::tasks
