@@ -112,9 +112,11 @@ Tensor MixedModel::embed(const MixedBatch& b, const Tensor& x_t, const Tensor& t
 
 Tensor MixedModel::run(const Tensor& x, const Tensor& key_lo, const Tensor& key_hi,
                        std::vector<nn::KVCache>* caches) const {
+  if (key_lo.dim() != 2 || key_lo.shape() != key_hi.shape() || key_lo.size(1) != x.size(1))
+    error("MixedModel: key ranges must be [B, ", x.size(1), "], got ", key_lo.shape(), " and ", key_hi.shape());
   nn::BlockInputs in;
-  const int64_t cached = caches && !caches->empty() ? (*caches)[0].length() : 0;
-  in.mask = key_range_mask(key_lo, key_hi, cached + x.size(1)).to(x.device());
+  // The ranges themselves go to attention ([B, 1, T, 2] i32): no T x T mask is built.
+  in.mask = stack({key_lo.to(DType::i32), key_hi.to(DType::i32)}, 2).unsqueeze(1).to(x.device());
   return core->forward(x, in, caches);
 }
 

@@ -268,3 +268,50 @@ TEST(AttentionErrors, NameTheOpAndShapes) {
   EXPECT_THROW(scaled_dot_product_attention(q, q, q, ones({8, 8}, DType::i64)), Error);
   EXPECT_THROW(scaled_dot_product_attention(q.to(DType::i64), q.to(DType::i64), q.to(DType::i64)), Error);
 }
+
+// Key ranges (i32 [B, 1, Tq, 2]: row i sees keys lo <= j < hi) give what the
+// bool mask they describe gives, forward and backward, across several tiles,
+// with empty rows, causal or not, on one or two threads (the tiles outside
+// every range are skipped, which must not change anything).
+TEST(AttentionKeyRanges, EqualTheBoolMaskTheyDescribe) {
+  const int threads_before = get_num_threads();
+  const int64_t B = 2, H = 3, Tq = 90, Tk = 150;
+  std::vector<int32_t> r;
+  std::vector<uint8_t> m;
+  Generator gen{uint64_t(::testing::UnitTest::GetInstance()->random_seed())};
+  const std::vector<float> u = rand({B * Tq, 2}, TensorOptions(DType::f32), &gen).to_vector<float>();
+  for (int64_t i = 0; i < B * Tq; ++i) {
+    int32_t lo = int32_t(u[size_t(2 * i)] * Tk), hi = lo + int32_t(u[size_t(2 * i + 1)] * (Tk - lo + 1));
+    if (i % 17 == 5) hi = lo;  // an empty row
+    r.push_back(lo), r.push_back(hi);
+    for (int64_t j = 0; j < Tk; ++j) m.push_back(j >= lo && j < hi);
+  }
+  const Tensor ranges = tensor(r, {B, 1, Tq, 2}), mask = tensor(m, {B, 1, Tq, Tk}).to(DType::b8);
+  for (bool causal : {false, true})
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(::testing::Message() << "causal " << causal << " threads " << threads);
+      set_num_threads(threads);
+      Tensor q = leaf({B, H, Tq, 8}), k = leaf({B, H, Tk, 8}), v = leaf({B, H, Tk, 8});
+      Tensor w = randn({B, H, Tq, 8}, DType::f64);
+      const Tensor out = scaled_dot_product_attention(q, k, v, ranges, causal);
+      EXPECT_TRUE(all_close(out, naive_attention(q, k, v, mask, causal, 1.0 / std::sqrt(8.0)), 1e-9, 1e-11));
+      sum(out * w).backward();
+      Ts by_ranges{q.grad(), k.grad(), v.grad()};
+      Tensor q2 = q.detach().requires_grad_(), k2 = k.detach().requires_grad_(), v2 = v.detach().requires_grad_();
+      sum(scaled_dot_product_attention(q2, k2, v2, mask, causal) * w).backward();
+      EXPECT_TRUE(all_close(by_ranges[0], q2.grad(), 1e-12, 1e-12));
+      EXPECT_TRUE(all_close(by_ranges[1], k2.grad(), 1e-12, 1e-12));
+      EXPECT_TRUE(all_close(by_ranges[2], v2.grad(), 1e-12, 1e-12));
+    }
+  set_num_threads(threads_before);
+  // Half types read the same ranges.
+  Tensor q = randn({B, H, Tq, 8}), k = randn({B, H, Tk, 8}), v = randn({B, H, Tk, 8});
+  EXPECT_TRUE(all_close(scaled_dot_product_attention(q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16), ranges)
+                            .to(DType::f32),
+                        scaled_dot_product_attention(q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16), mask)
+                            .to(DType::f32),
+                        1e-6, 1e-6));
+  // Ranges of the wrong shape are named.
+  EXPECT_THROW(scaled_dot_product_attention(q, k, v, tensor(r, {B, Tq, 2})), Error);
+  EXPECT_THROW(scaled_dot_product_attention(q, k, v, zeros({B, 1, Tq, 3}, DType::i32)), Error);
+}

@@ -208,6 +208,12 @@ std::vector<Case> cases() {
   add_case("attention_bool_mask", [] {
     return Inputs{randn({2, 3, 30, 16}), randn({2, 3, 40, 16}), randn({2, 3, 40, 16}), ints(4, {2, 1, 30, 40})};
   }, [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], gt(x[3], 0.0 * x[3])); });
+  // Key ranges (a mixed-modal layout): a bidirectional block of 40 keys, then causal rows seeing keys from 40 on.
+  add_case("attention_key_ranges", heads(90, 90, 32), [](const Inputs& x) {
+    std::vector<int32_t> r;
+    for (int32_t i = 0; i < 90; ++i) r.push_back(i < 40 ? 0 : 40), r.push_back(i < 40 ? 40 : i + 1);
+    return scaled_dot_product_attention(x[0], x[1], x[2], tensor(r, {1, 1, 90, 2}).to(x[0].device()));
+  });
   add_case("attention_additive_mask", [] {
     return Inputs{randn({2, 3, 30, 16}), randn({2, 3, 40, 16}), randn({2, 3, 40, 16}), randn({30, 40})};
   }, [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], x[3]); });

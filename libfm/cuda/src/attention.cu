@@ -98,8 +98,9 @@ template <class T>
 struct Attn {
   using A = acc_t<T>;
   Heads<const T> q, k, v;
-  const void* mask = nullptr;  // bool or A
+  const void* mask = nullptr;  // bool or A, or i32 key ranges
   bool mask_bool = false;
+  bool mask_ranges = false;  // [B,H,Tq,2]: row i sees keys [lo, hi)
   int64_t ms[4] = {};
   int64_t H = 1, Tq = 0, Tk = 0;
   int D = 0, Dv = 0;
@@ -115,7 +116,10 @@ struct Attn {
   // bounds of the tiles (rows or keys past the end are hidden): -inf if hidden.
   __device__ A score(A s, int64_t mbase, int64_t i, int64_t j) const {
     if (i >= Tq || j >= Tk || (causal && j > i + (Tk - Tq))) return -std::numeric_limits<A>::infinity();
-    if (mask) {
+    if (mask_ranges) {
+      const int32_t* r = static_cast<const int32_t*>(mask) + mbase + i * ms[2];
+      if (j < r[0] || j >= r[ms[3]]) return -std::numeric_limits<A>::infinity();
+    } else if (mask) {
       const int64_t off = mbase + i * ms[2] + j * ms[3];
       if (mask_bool) {
         if (!static_cast<const bool*>(mask)[off]) return -std::numeric_limits<A>::infinity();
@@ -136,7 +140,8 @@ Attn<T> problem(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
   p.v = heads<const T>(v);
   if (mask.defined()) {
     p.mask_bool = mask.dtype() == DType::b8;
-    if (!p.mask_bool && mask.dtype() != (std::is_same_v<A, double> ? DType::f64 : DType::f32))
+    p.mask_ranges = mask.dtype() == DType::i32;
+    if (!p.mask_bool && !p.mask_ranges && mask.dtype() != (std::is_same_v<A, double> ? DType::f64 : DType::f32))
       error(kOp, ": additive mask must be ", std::is_same_v<A, double> ? "float64" : "float32", ", got ",
             mask.dtype());
     p.mask = mask.data_ptr();

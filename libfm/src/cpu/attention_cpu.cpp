@@ -7,7 +7,9 @@
 // operand is read through its strides (rows need unit stride only), so
 // head-split views of a fused qkv projection go in and out uncopied.
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <limits>
 #include <vector>
 
@@ -57,8 +59,9 @@ template <class T>
 struct Problem {
   int64_t B, H, Tq, Tk, D, Dv;
   Heads<const T> q, k, v;
-  const void* mask = nullptr;  // bool or T, read through mask_stride
+  const void* mask = nullptr;  // bool or T, read through mask_stride; or i32 key ranges
   bool mask_is_bool = false;
+  bool mask_is_ranges = false;  // [B,H,Tq,2]: row i sees keys [lo, hi)
   int64_t mask_stride[4] = {};
   bool causal = false;
   T scale = 1;
@@ -69,6 +72,7 @@ struct Problem {
     if (m.defined()) {
       mask = m.data_ptr();
       mask_is_bool = m.dtype() == DType::b8;
+      mask_is_ranges = m.dtype() == DType::i32;
       for (int d = 0; d < 4; ++d) mask_stride[d] = m.stride(d);
     }
   }
@@ -77,11 +81,35 @@ struct Problem {
     return causal ? std::clamp<int64_t>(i + (Tk - Tq) + 1, 0, Tk) : Tk;
   }
 
+  // Key range [lo, hi) of query row i (ranges only).
+  std::pair<int64_t, int64_t> key_range(int64_t bh, int64_t i) const {
+    const int32_t* r = static_cast<const int32_t*>(mask) + (bh / H) * mask_stride[0] + (bh % H) * mask_stride[1] +
+                       i * mask_stride[2];
+    return {r[0], r[mask_stride[3]]};
+  }
+  // Keys [first, end) that rows i0 .. i0 + nr - 1 may see: the tiles outside
+  // are skipped (all keys without ranges).
+  std::pair<int64_t, int64_t> key_span(int64_t bh, int64_t i0, int64_t nr) const {
+    if (!mask_is_ranges) return {0, Tk};
+    int64_t first = Tk, end = 0;
+    for (int64_t r = 0; r < nr; ++r) {
+      const auto [lo, hi] = key_range(bh, i0 + r);
+      if (hi > lo) first = std::min(first, lo), end = std::max(end, hi);
+    }
+    return {std::max<int64_t>(first, 0), std::min(end, Tk)};
+  }
+
   // Applies the mask and the causal rule to the score tile S (query rows
   // i0.., keys j0..); hidden scores become -inf.
   void mask_tile(int64_t bh, int64_t i0, int64_t j0, Mat<T>& S) const {
     const int64_t nr = S.rows(), nc = S.cols();
-    if (mask) {
+    if (mask_is_ranges) {
+      for (int64_t r = 0; r < nr; ++r) {
+        const auto [lo, hi] = key_range(bh, i0 + r);
+        for (int64_t c = 0; c < nc; ++c)
+          if (j0 + c < lo || j0 + c >= hi) S(r, c) = -kInf<T>;
+      }
+    } else if (mask) {
       const int64_t base = (bh / H) * mask_stride[0] + (bh % H) * mask_stride[1];
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t row = base + (i0 + r) * mask_stride[2] + j0 * mask_stride[3];
@@ -114,8 +142,9 @@ void forward_block(const Problem<T>& p, int64_t bh, int64_t i0, int64_t nr, T* s
   std::fill_n(row_max, nr, -kInf<T>);
   std::fill_n(row_sum, nr, T(0));
 
-  const int64_t kend = p.visible_keys(i0 + nr - 1);
-  for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
+  const auto [kfirst, kspan_end] = p.key_span(bh, i0, nr);
+  const int64_t kend = std::min(p.visible_keys(i0 + nr - 1), kspan_end);
+  for (int64_t j0 = kfirst / kBlockK * kBlockK; j0 < kend; j0 += kBlockK) {
     const int64_t nc = std::min(kBlockK, kend - j0);
     ConstMat<T> K(p.k.row(bh, j0), nc, p.D, Eigen::OuterStride<>(p.k.ld));
     ConstMat<T> V(p.v.row(bh, j0), nc, p.Dv, Eigen::OuterStride<>(p.v.ld));
@@ -191,6 +220,10 @@ void backward_key_block(const Backward<T>& g, int64_t bh, int64_t j0, int64_t nc
   const int64_t first_row = p.causal ? std::max<int64_t>(0, j0 - (p.Tk - p.Tq)) : 0;
   for (int64_t i0 = first_row; i0 < p.Tq; i0 += kBlockQ) {
     const int64_t nr = std::min(kBlockQ, p.Tq - i0);
+    if (p.mask_is_ranges) {  // no row of this block sees these keys: nothing to add
+      const auto [first, end] = p.key_span(bh, i0, nr);
+      if (first >= j0 + nc || end <= j0) continue;
+    }
     const int64_t row0 = bh * p.Tq + i0;
     ConstMat<T> Q(p.q.row(bh, i0), nr, p.D, Eigen::OuterStride<>(p.q.ld));
     ConstMat<T> dO(g.dout.row(bh, i0), nr, p.Dv, Eigen::OuterStride<>(g.dout.ld));

@@ -30,12 +30,19 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v) {
 }
 
 // The mask as the kernel reads it: a [B,H,Tq,Tk] view, bool or in `acc`.
+// Key ranges (i32 [.., .., Tq, 2]) become a [B,H,Tq,2] view.
 Tensor prepare_mask(const Tensor& mask, const Shape& scores, DType acc, Device device) {
   if (!mask.defined()) return mask;
-  if (mask.dtype() != DType::b8 && !is_floating(mask.dtype()))
-    error(kOp, ": mask must be bool or floating, got ", mask.dtype());
   if (mask.device() != device)
     error(kOp, ": mask on ", mask.device().str(), ", q on ", device.str());
+  if (mask.dtype() == DType::i32) {
+    const Shape ranges{scores[0], scores[1], scores[2], 2};
+    if (mask.dim() != 4 || mask.size(3) != 2 || broadcast_shapes(mask.shape(), ranges, kOp) != ranges)
+      error(kOp, ": key ranges ", mask.shape(), " must be [B or 1, H or 1, ", scores[2], ", 2]");
+    return mask.detach().expand(ranges);
+  }
+  if (mask.dtype() != DType::b8 && !is_floating(mask.dtype()))
+    error(kOp, ": mask must be bool, floating or i32 key ranges, got ", mask.dtype());
   if (mask.dim() > 4 || broadcast_shapes(mask.shape(), scores, kOp) != scores)
     error(kOp, ": mask ", mask.shape(), " does not broadcast to the scores ", scores);
   Tensor m = mask.detach();

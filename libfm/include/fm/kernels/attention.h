@@ -14,7 +14,8 @@ namespace fm::kernels {
 // here, inputs and outputs, may have any strides on B, H and T but unit
 // stride on the last dim (e.g. heads split from a fused qkv projection).
 // `mask` is undefined or a [B,H,Tq,Tk] view (stride 0 on broadcast dims),
-// bool (true = attend) or additive in lse's dtype. Query i sees key j only if
+// bool (true = attend) or additive in lse's dtype, or key ranges: an i32
+// [B,H,Tq,2] view, query i seeing keys lo <= j < hi. Query i sees key j only if
 // j <= i + (Tk - Tq) when `causal`. Scores are `scale` * q.k (+ mask).
 //
 // Forward fills out [B,H,Tq,Dv] (q's dtype) and lse [B,H,Tq], the per-row

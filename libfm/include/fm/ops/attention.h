@@ -7,7 +7,10 @@ namespace fm {
 // q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, Dv] -> [B, H, Tq, Dv].
 // Flash-style tiled forward and backward: only the per-row log-sum-exp is kept
 // for backward, never a Tq x Tk matrix. mask: optional, bool (true = attend)
-// or additive float, broadcastable to [B, H, Tq, Tk]; it gets no gradient.
+// or additive float, broadcastable to [B, H, Tq, Tk]; or key ranges, i32
+// [B or 1, H or 1, Tq, 2]: query i sees keys lo <= j < hi (the (lo, hi) of
+// its row), so a block-diagonal or prefix layout needs no Tq x Tk mask and
+// the kernels skip key tiles outside every range. It gets no gradient.
 // causal: query i sees keys j <= i + (Tk - Tq). scale: 0 means 1/sqrt(D).
 // A query row that sees no key gives zeros (and zero gradients), not NaN.
 // bf16/f16 inputs compute in f32.

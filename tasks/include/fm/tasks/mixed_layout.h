@@ -43,7 +43,8 @@ struct KeyRanges {
 KeyRanges layout_key_ranges(const std::vector<std::vector<Segment>>& samples, int64_t length, int64_t offset = 0);
 
 // [B, T] ranges (i32) -> [B, 1, T, keys] bool, true where query q may attend
-// key k (lo[q] <= k < hi[q]; keys 0: T): what the attention kernels get.
+// key k (lo[q] <= k < hi[q]; keys 0: T): the mask the ranges stand for (the
+// model hands the ranges themselves to attention, fm/ops/attention.h).
 Tensor key_range_mask(const Tensor& lo, const Tensor& hi, int64_t keys = 0);
 
 // One piece of a sample, in order.
