@@ -157,65 +157,6 @@ void resolve_music(train::Config& c) {
           "data.tokenizer");
 }
 
-// A data set's clips as codes [N, K, F] with their captions, encoded once and
-// kept in `cache` (a safetensors file) for the next build.
-struct EncodedClips {
-  Tensor codes;  // [N, K, F] i64, CPU
-  std::vector<std::string> captions;
-};
-
-// The cache is reused only for the same folder, clip count and length,
-// codebooks and codec checkpoint (a retrained codec makes other codes).
-struct CodecSource {
-  const Codec& codec;
-  std::string dir;   // the codec run
-  int64_t step = 0;  // its checkpoint
-  int64_t n_codebooks = 0;  // the first K codebooks are kept
-};
-
-EncodedClips encode_folder(const CodecSource& src, const std::string& folder, int64_t samples, int64_t limit,
-                           const std::string& cache, Device device) {
-  const Codec& codec = src.codec;
-  const auto source = open_audio_text(folder);
-  EncodedClips out;
-  const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
-  if (n == 0) error(folder, ": no clips");
-  for (int64_t i = 0; i < n; ++i) out.captions.push_back(source->read(i).caption);
-  const std::map<std::string, std::string> meta = {{"folder", folder},
-                                                    {"clips", std::to_string(n)},
-                                                    {"samples", std::to_string(samples)},
-                                                    {"codebooks", std::to_string(src.n_codebooks)},
-                                                    {"codec", src.dir},
-                                                    {"codec_step", std::to_string(src.step)}};
-  if (std::filesystem::exists(cache)) {
-    io::Safetensors st = io::load_safetensors(cache);
-    auto it = st.tensors.find("codes");
-    bool same = it != st.tensors.end();
-    for (const auto& [k, v] : meta) same = same && st.metadata[k] == v;
-    if (same) {
-      out.codes = it->second.to(DType::i64).clone();
-      return out;
-    }
-    std::printf("music: %s was made from other clips or another codec; encoding again\n", cache.c_str());
-  }
-  AudioClipOptions clip;
-  clip.sample_rate = int(codec.options.sample_rate);
-  clip.samples = samples;
-  clip.random_crop = false;  // the clip from its start, the same at every encoding
-  const data::Transform transform = audio_clip_transform(clip);
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  const int64_t B = 16;
-  for (int64_t start = 0; start < n; start += B) {
-    std::vector<Tensor> waves;
-    for (int64_t i = start; i < std::min(n, start + B); ++i) waves.push_back(transform(source->read(i), 0).at("audio"));
-    parts.push_back(codec.encode(stack(waves, 0).to(device)).narrow(1, 0, src.n_codebooks).to(Device::cpu()));
-  }
-  out.codes = cat(parts, 0);
-  io::save_safetensors(cache, {{"codes", out.codes.to(DType::i32)}}, meta);
-  return out;
-}
-
 class MusicTask : public train::Task {
  public:
   explicit MusicTask(const train::Config& c) : cfg_(c), tokenizer_(caption_tokenizer(c.get_string("data.tokenizer"))) {}
@@ -409,4 +350,48 @@ const train::TaskRegistrar registrar{{
 }};
 
 }  // namespace
+
+EncodedClips encode_folder(const CodecSource& src, const std::string& folder, int64_t samples, int64_t limit,
+                           const std::string& cache, Device device) {
+  const Codec& codec = src.codec;
+  const auto source = open_audio_text(folder);
+  EncodedClips out;
+  const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
+  if (n == 0) error(folder, ": no clips");
+  for (int64_t i = 0; i < n; ++i) out.captions.push_back(source->read(i).caption);
+  const std::map<std::string, std::string> meta = {{"folder", folder},
+                                                    {"clips", std::to_string(n)},
+                                                    {"samples", std::to_string(samples)},
+                                                    {"codebooks", std::to_string(src.n_codebooks)},
+                                                    {"codec", src.dir},
+                                                    {"codec_step", std::to_string(src.step)}};
+  if (std::filesystem::exists(cache)) {
+    io::Safetensors st = io::load_safetensors(cache);
+    auto it = st.tensors.find("codes");
+    bool same = it != st.tensors.end();
+    for (const auto& [k, v] : meta) same = same && st.metadata[k] == v;
+    if (same) {
+      out.codes = it->second.to(DType::i64).clone();
+      return out;
+    }
+    std::printf("music: %s was made from other clips or another codec; encoding again\n", cache.c_str());
+  }
+  AudioClipOptions clip;
+  clip.sample_rate = int(codec.options.sample_rate);
+  clip.samples = samples;
+  clip.random_crop = false;  // the clip from its start, the same at every encoding
+  const data::Transform transform = audio_clip_transform(clip);
+  NoGradGuard no_grad;
+  std::vector<Tensor> parts;
+  const int64_t B = 16;
+  for (int64_t start = 0; start < n; start += B) {
+    std::vector<Tensor> waves;
+    for (int64_t i = start; i < std::min(n, start + B); ++i) waves.push_back(transform(source->read(i), 0).at("audio"));
+    parts.push_back(codec.encode(stack(waves, 0).to(device)).narrow(1, 0, src.n_codebooks).to(Device::cpu()));
+  }
+  out.codes = cat(parts, 0);
+  io::save_safetensors(cache, {{"codes", out.codes.to(DType::i32)}}, meta);
+  return out;
+}
+
 }  // namespace fm::tasks

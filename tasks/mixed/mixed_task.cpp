@@ -13,6 +13,8 @@
 // adherence of images drawn from held-out captions (fm/tasks/diffusion.h).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -23,10 +25,13 @@
 #include "fm/image/image.h"
 #include "fm/image/transforms.h"
 #include "fm/ops.h"
+#include "fm/tasks/audio_data.h"
 #include "fm/tasks/caption.h"
+#include "fm/tasks/codec.h"
 #include "fm/tasks/diffusion.h"
 #include "fm/tasks/image_text_data.h"
 #include "fm/tasks/mixed.h"
+#include "fm/tasks/music.h"
 #include "fm/train/recipe.h"
 #include "fm/train/task.h"
 #include "fm/train/trainer.h"
@@ -49,6 +54,19 @@ void declare_mixed_keys(train::Config& c) {
       .add_double("mixed.image_weight", 5.0, "weight of the diffusion loss (Transfusion's lambda)")
       .add_int("mixed.row_length", 0, "positions per packed row (0: model.max_positions)")
       .add_bool("mixed.pack", true, "pack several samples into a row (block-diagonal attention)")
+      .add_string("model.codec", "", "a codec run whose tokens carry audio segments (empty: images and text only)")
+      .add_int("model.n_codebooks", 0, "codec codebooks used (0: all of the codec run's)")
+      .add_int("model.codebook_size", 0, "codes per codebook (set from model.codec)")
+      .add_string("data.audio_train", "", "captioned clips (a caption folder of audio) for the audio segments")
+      .add_string("data.audio_val", "", "held-out captioned clips")
+      .add_double("data.clip_seconds", 4.0, "clip length, from each clip's start")
+      .add_int("mixed.audio_batch", 8, "captioned clips per step besides train.batch_size images (with model.codec)")
+      .add_double("mixed.audio_weight", 1.0, "weight of the audio codes' next-token loss")
+      .add_double("mixed.describe_share", 0.5, "share of clips in the describe direction (the rest: music)")
+      .add_int("eval.clips", 16, "held-out clips described, and captions played, at each evaluation")
+      .add_double("sample.guidance", 3.0, "music: classifier-free guidance on the code logits (1: none)")
+      .add_double("sample.temperature", 1.0, "music: sampling temperature")
+      .add_int("sample.top_k", 250, "music: sample among the k most likely codes")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 512, "held-out images for the validation losses (0: all)")
       .add_string("eval.checker", "", "shapes: caption exact match and image adherence on captioned shapes (empty: none)")
@@ -59,15 +77,13 @@ void declare_mixed_keys(train::Config& c) {
   declare_image_data_keys(c, "held-out captioned images: validation losses, caption and image figures");
 }
 
-void resolve_mixed(train::Config& c) {
-  resolve_diffusion_objective(c);
-  if (c.get_int("model.vocab_size") == 0)
-    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
-          "data.tokenizer");
-  if (c.get_int("model.max_positions") == 0) {
-    const int64_t p = c.get_int("model.patch_size"), g = p > 0 ? c.get_int("model.image_size") / p : 0;
-    c.set("model.max_positions", std::to_string(c.get_int("model.context_length") + 2 + g * g), "model.context_length");
-  }
+// Delayed steps of one clip: frames at the codec's rate, plus K - 1.
+int64_t clip_steps(const train::Config& c) {
+  const CodecOptions co = codec_options(train::load_run_config(c.get_string("model.codec")));
+  int64_t hop = 1;
+  for (int64_t r : co.ratios) hop *= r;
+  const int64_t frames = int64_t(std::ceil(c.get_double("data.clip_seconds") * double(co.sample_rate) / double(hop)));
+  return frames + c.get_int("model.n_codebooks") - 1;
 }
 
 // Caption ids up to and including the end-of-text.
@@ -75,6 +91,28 @@ std::vector<int64_t> caption_ids(const Tensor& text, int64_t eot) {
   std::vector<int64_t> all = text.contiguous().to_vector<int64_t>();
   all.resize(size_t(eot + 1));
   return all;
+}
+
+void resolve_mixed(train::Config& c) {
+  resolve_diffusion_objective(c);
+  if (c.get_int("model.vocab_size") == 0)
+    c.set("model.vocab_size", std::to_string(caption_tokenizer(c.get_string("data.tokenizer")).vocab_size()),
+          "data.tokenizer");
+  if (const std::string codec_dir = c.get_string("model.codec"); !codec_dir.empty()) {
+    const train::Config codec = train::load_run_config(codec_dir);
+    if (codec.get_string("task.kind") != "codec")
+      error("config: key 'model.codec': ", codec_dir, " is a '", codec.get_string("task.kind"), "' run, not a codec run");
+    const CodecOptions co = codec_options(codec);
+    if (c.get_int("model.n_codebooks") == 0) c.set("model.n_codebooks", std::to_string(co.rvq.n_codebooks), "model.codec");
+    c.set("model.codebook_size", std::to_string(co.rvq.codebook_size), "model.codec");
+  }
+  if (c.get_int("model.max_positions") == 0) {
+    const int64_t p = c.get_int("model.patch_size"), g = p > 0 ? c.get_int("model.image_size") / p : 0;
+    int64_t longest = c.get_int("model.context_length") + 2 + g * g;
+    if (!c.get_string("model.codec").empty())  // caption, two markers, the delayed steps of a clip
+      longest = std::max(longest, c.get_int("model.context_length") + 2 + clip_steps(c));
+    c.set("model.max_positions", std::to_string(longest), "model.context_length");
+  }
 }
 
 class MixedTask : public train::Task {
@@ -116,6 +154,7 @@ class MixedTask : public train::Task {
     io.random_crop = io.hflip = false;
     eval_transform_ = image_text_transform(io, tokenizer_, L, {});
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) val_ = open_image_text(v, {});
+    if (!cfg_.get_string("model.codec").empty()) open_audio();
   }
 
   nn::Module& model() override { return *model_; }
@@ -134,7 +173,9 @@ class MixedTask : public train::Task {
       dropped += drop;
       samples.push_back(sample(images.select(0, i), caption_ids(text.select(0, i), eot[size_t(i)]), caption_dir, drop));
     }
+    const int64_t clips = add_audio_samples(samples);
     train::StepOutput out = step_loss(samples, noise_gen_);
+    if (clips) out.metrics["clips"] = double(clips);
     out.metrics["caption_share"] = double(captioning) / double(images.size(0));
     out.metrics["cond_dropped"] = double(dropped) / double(std::max<int64_t>(1, images.size(0) - captioning));
     out.metrics["skipped"] = double(b.skipped);
@@ -169,6 +210,7 @@ class MixedTask : public train::Task {
       const auto a = adherence(generator(), *val_, "shapes", n, B_, generate_defaults(cfg_));
       out.insert(a.begin(), a.end());
     }
+    if (audio_val_.codes.defined()) audio_figures(out);
     return out;
   }
 
@@ -238,6 +280,7 @@ class MixedTask : public train::Task {
     };
     add(l.text, cfg_.get_double("mixed.text_weight"), "text_loss");
     add(l.image, cfg_.get_double("mixed.image_weight"), "image_loss");
+    add(l.audio, cfg_.get_double("mixed.audio_weight"), "audio_loss");
     out.metrics["rows"] = double(b.rows);
     out.loss = loss;
     return out;
@@ -286,6 +329,120 @@ class MixedTask : public train::Task {
                         cfg_.get_double("mixed.image_weight") * out["val_image_loss"];
   }
 
+  // model.codec: the codec run, and the training and held-out clips as
+  // codes (encoded once, kept in the run directory).
+  void open_audio() {
+    const std::string dir = cfg_.get_string("model.codec");
+    CodecRun run = load_codec_run(dir);
+    codec_ = std::move(run.model);
+    codec_->to(device_);
+    const auto& o = model_->options;
+    if (codec_->n_codebooks() < o.n_codebooks || codec_->codebook_size() != o.codebook_size)
+      error("config: the codec run has ", codec_->n_codebooks(), " codebooks of ", codec_->codebook_size(),
+            "; the model expects ", o.n_codebooks, " (at most the codec's) of ", o.codebook_size);
+    const std::string train = cfg_.get_string("data.audio_train");
+    if (train.empty()) error("config: model.codec is set: key 'data.audio_train' must name captioned clips");
+    const int64_t samples = int64_t(std::lround(cfg_.get_double("data.clip_seconds") * double(codec_->options.sample_rate)));
+    const std::string run_dir = cfg_.get_string("run.dir");
+    std::filesystem::create_directories(run_dir);
+    const CodecSource src{*codec_, dir, run.step, o.n_codebooks};
+    audio_train_ = encode_folder(src, train, samples, 0, run_dir + "/codes_train.safetensors", device_);
+    const int64_t L = cfg_.get_int("model.context_length");
+    for (const auto& c : audio_train_.captions) audio_train_ids_.push_back(caption_tokens(c, L));
+    if (const std::string v = cfg_.get_string("data.audio_val"); !v.empty()) {
+      audio_val_ = encode_folder(src, v, samples, cfg_.get_int("eval.clips"), run_dir + "/codes_val.safetensors", device_);
+      for (const auto& c : audio_val_.captions) audio_val_ids_.push_back(caption_tokens(c, L));
+      audio_val_source_ = open_audio_text(v);
+    }
+    std::printf("mixed: %lld training clips as %lld x %lld codes\n", (long long)audio_train_.codes.size(0),
+                (long long)o.n_codebooks, (long long)audio_train_.codes.size(2));
+  }
+
+  std::vector<int64_t> caption_tokens(const std::string& caption, int64_t L) const {
+    auto [ids, eot] = tokenize_caption(tokenizer_, caption, L);
+    return caption_ids(ids, eot);
+  }
+
+  // One clip as a sample: music [caption BOA] steps [EOA] (the caption
+  // dropped with diffusion.cond_drop, for guidance), or describe [BOA]
+  // steps [EOA caption].
+  MixedSample clip_sample(const Tensor& codes, const std::vector<int64_t>& caption, bool describe, bool drop) const {
+    const int64_t BOA = model_->marker(Marker::begin_audio), EOA = model_->marker(Marker::end_audio);
+    const Tensor steps = apply_delay_pattern(codes.unsqueeze(0), model_->audio_special()).squeeze(0).contiguous();
+    if (describe) {
+      std::vector<int64_t> after{EOA};
+      after.insert(after.end(), caption.begin(), caption.end());
+      return {text_piece({BOA}), audio_piece(steps), text_piece(after)};
+    }
+    std::vector<int64_t> before = drop ? std::vector<int64_t>{} : caption;
+    before.push_back(BOA);
+    return {text_piece(before), audio_piece(steps), text_piece({EOA})};
+  }
+
+  // mixed.audio_batch clips drawn at random into the step's samples.
+  int64_t add_audio_samples(std::vector<MixedSample>& samples) {
+    if (!audio_train_.codes.defined()) return 0;
+    const int64_t A = cfg_.get_int("mixed.audio_batch"), N = audio_train_.codes.size(0);
+    const std::vector<int64_t> pick = randint(0, N, {A}, TensorOptions(DType::i64), &layout_gen_).to_vector<int64_t>();
+    const std::vector<float> u = rand({A, 2}, TensorOptions(DType::f32), &layout_gen_).to_vector<float>();
+    const double describe = cfg_.get_double("mixed.describe_share");
+    for (int64_t i = 0; i < A; ++i) {
+      const bool d = u[size_t(2 * i)] < describe;
+      samples.push_back(clip_sample(audio_train_.codes.select(0, pick[size_t(i)]), audio_train_ids_[size_t(pick[size_t(i)])],
+                                    d, !d && u[size_t(2 * i + 1)] < cond_drop_));
+    }
+    return A;
+  }
+
+  // Held-out clips: the codes' loss in the music direction (val_audio_loss),
+  // descriptions (describe_exact and the other caption figures, with the
+  // melodies' per-attribute rates), and clips played from their captions,
+  // judged by the captioned-melodies analyser (music_adherence*; 16 kHz codecs).
+  void audio_figures(std::map<std::string, double>& out) {
+    Generator gen(12345);
+    const int64_t N = audio_val_.codes.size(0);
+    double loss = 0;
+    int64_t count = 0;
+    std::vector<std::string> described;
+    std::vector<int64_t> indices;
+    DecodeOptions d = decode_;
+    for (int64_t s = 0; s < N; s += B_) {
+      const int64_t n = std::min(B_, N - s);
+      std::vector<MixedSample> music;
+      for (int64_t i = s; i < s + n; ++i) music.push_back(clip_sample(audio_val_.codes.select(0, i), audio_val_ids_[size_t(i)], false, false));
+      const MixedLosses l = mixed_losses(*model_, pack_mixed(music, pack_), diffusion_, gen);
+      loss += l.audio.item() * double(l.audio_n);
+      count += l.audio_n;
+      for (const Decoded& c : mixed_caption_codes(*model_, audio_val_.codes.narrow(0, s, n), eot_, d))
+        described.push_back(tokenizer_.decode(c.tokens));
+      for (int64_t i = s; i < s + n; ++i) indices.push_back(i);
+    }
+    if (count) out["val_audio_loss"] = loss / double(count);
+    std::map<std::string, double> figures;
+    caption_figures("melodies", *audio_val_source_, indices, described, figures);
+    for (const auto& [k, v] : figures) out["describe_" + k] = v;
+    if (codec_->options.sample_rate != 16000) return;  // the analyser hears 16 kHz clips
+    std::vector<std::vector<int64_t>> prompts(audio_val_ids_.begin(), audio_val_ids_.begin() + N);
+    const MusicSampling ms = sampling(audio_val_.codes.size(2));
+    Generator play(7);
+    const Tensor codes = mixed_generate_codes(*model_, prompts, ms.frames, ms, play);
+    NoGradGuard ng;
+    const Tensor waves = codec_->decode(codes.to(device_)).to(Device::cpu());
+    std::vector<Tensor> clips;
+    for (int64_t i = 0; i < N; ++i) clips.push_back(waves.select(0, i).select(0, 0).contiguous());
+    add_melody_adherence(clips, std::vector<std::string>(audio_val_.captions.begin(), audio_val_.captions.begin() + N),
+                         "music_adherence", out);
+  }
+
+  MusicSampling sampling(int64_t frames) const {
+    MusicSampling s;
+    s.frames = frames;
+    s.guidance = cfg_.get_double("sample.guidance");
+    s.temperature = cfg_.get_double("sample.temperature");
+    s.top_k = cfg_.get_int("sample.top_k");
+    return s;
+  }
+
   ImageGenerator generator() {
     return [this](const std::vector<std::string>& prompts, const GenerateOptions& o, int64_t* truncated) {
       return generate_images(*model_, tokenizer_, cfg_, prompts, o, truncated);
@@ -313,6 +470,10 @@ class MixedTask : public train::Task {
   data::Transform eval_transform_;
   std::shared_ptr<const data::ImageTextSource> val_;
   Tensor bench_images_, bench_ids_;
+  std::unique_ptr<Codec> codec_;
+  EncodedClips audio_train_, audio_val_;
+  std::vector<std::vector<int64_t>> audio_train_ids_, audio_val_ids_;
+  std::shared_ptr<const data::ImageTextSource> audio_val_source_;
 };
 
 Tensor MixedTask::generate_images(const MixedModel& m, const text::BpeTokenizer& tokenizer, const train::Config& c,
@@ -342,7 +503,8 @@ const train::TaskRegistrar registrar{{
     declare_mixed_keys,
     resolve_mixed,
     {"model.image_size", "model.channels", "model.patch_size", "model.width", "model.layers", "model.heads",
-     "model.vocab_size", "model.context_length", "model.max_positions"},
+     "model.vocab_size", "model.context_length", "model.max_positions", "model.codec", "model.n_codebooks",
+     "model.codebook_size"},
     [](const train::Config& c) { return std::make_unique<MixedTask>(c); },
 }};
 
@@ -358,6 +520,9 @@ MixedOptions mixed_options(const train::Config& c) {
   o.image_size = c.get_int("model.image_size");
   o.patch_size = c.get_int("model.patch_size");
   o.channels = c.get_int("model.channels");
+  o.n_codebooks = c.get_int("model.n_codebooks");
+  o.codebook_size = c.get_int("model.codebook_size");
+  if (c.get_string("model.codec").empty()) o.n_codebooks = 0;
   return o;
 }
 

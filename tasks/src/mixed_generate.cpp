@@ -4,21 +4,21 @@
 #include "fm/factory.h"
 #include "fm/ops.h"
 #include "fm/tasks/mixed.h"
+#include "fm/tasks/music_model.h"
 
 namespace fm::tasks {
 namespace {
 
-// Decoding rows for beam search: batch * beam copies of [BOI] image [EOI ...].
+// Decoding rows for beam search: batch * beam copies of each prompt (a
+// prefix such as [BOI] image), continued by the start token and the caption.
 class MixedTokenSource : public TokenSource {
  public:
-  MixedTokenSource(const MixedModel& m, const Tensor& images, int64_t beam) : model_(m), decoder_(m) {
-    const Tensor cpu = images.to(Device::cpu());
-    std::vector<MixedSample> prompts;
-    for (int64_t i = 0; i < cpu.size(0); ++i)
-      for (int64_t j = 0; j < beam; ++j)
-        prompts.push_back({text_piece({m.marker(Marker::begin_image)}),
-                           image_piece(cpu.select(0, i))});
-    decoder_.start(prompts);
+  MixedTokenSource(const MixedModel& m, const std::vector<MixedSample>& prompts, int64_t beam)
+      : model_(m), decoder_(m) {
+    std::vector<MixedSample> rows;
+    for (const MixedSample& p : prompts)
+      for (int64_t j = 0; j < beam; ++j) rows.push_back(p);
+    decoder_.start(rows);
   }
   Tensor next(const std::vector<int32_t>& tokens) override {
     return model_.text_logits(decoder_.append_text(std::vector<int64_t>(tokens.begin(), tokens.end())));
@@ -30,14 +30,81 @@ class MixedTokenSource : public TokenSource {
   MixedDecoder decoder_;
 };
 
+std::vector<Decoded> caption_prompts(const MixedModel& m, const std::vector<MixedSample>& prompts, Marker start,
+                                     int64_t end_of_text, const DecodeOptions& o, Generator* gen) {
+  NoGradGuard ng;
+  if (o.beam < 1) error("mixed captioning: beam must be at least 1, got ", o.beam);
+  MixedTokenSource source(m, prompts, o.beam);
+  return decode(source, int64_t(prompts.size()), int32_t(m.marker(start)), int32_t(end_of_text), o, gen);
+}
+
 }  // namespace
 
 std::vector<Decoded> mixed_caption_images(const MixedModel& m, const Tensor& images, int64_t end_of_text,
                                           const DecodeOptions& o, Generator* gen) {
+  const Tensor cpu = images.to(Device::cpu());
+  std::vector<MixedSample> prompts;
+  for (int64_t i = 0; i < cpu.size(0); ++i)
+    prompts.push_back({text_piece({m.marker(Marker::begin_image)}), image_piece(cpu.select(0, i))});
+  return caption_prompts(m, prompts, Marker::end_image, end_of_text, o, gen);
+}
+
+std::vector<Decoded> mixed_caption_codes(const MixedModel& m, const Tensor& codes, int64_t end_of_text,
+                                         const DecodeOptions& o, Generator* gen) {
+  const Tensor steps = apply_delay_pattern(codes.to(Device::cpu()).to(DType::i64), m.audio_special());
+  std::vector<MixedSample> prompts;
+  for (int64_t i = 0; i < steps.size(0); ++i)
+    prompts.push_back({text_piece({m.marker(Marker::begin_audio)}), audio_piece(steps.select(0, i).contiguous())});
+  return caption_prompts(m, prompts, Marker::end_audio, end_of_text, o, gen);
+}
+
+Tensor mixed_generate_codes(const MixedModel& m, const std::vector<std::vector<int64_t>>& captions, int64_t frames,
+                            const MusicSampling& s, Generator& gen) {
   NoGradGuard ng;
-  if (o.beam < 1) error("mixed captioning: beam must be at least 1, got ", o.beam);
-  MixedTokenSource source(m, images, o.beam);
-  return decode(source, images.size(0), int32_t(m.marker(Marker::end_image)), int32_t(end_of_text), o, gen);
+  const int64_t N = int64_t(captions.size()), K = m.options.n_codebooks, special = m.audio_special();
+  if (N == 0) error("mixed music generation: no captions");
+  if (K == 0) error("mixed music generation: this model has no audio codebooks");
+  const bool guided = s.guidance != 1.0;
+  const int64_t BOA = m.marker(Marker::begin_audio);
+  std::vector<MixedSample> prompts;
+  for (const auto& c : captions) {
+    std::vector<int64_t> ids = c;
+    ids.push_back(BOA);
+    prompts.push_back({text_piece(ids)});
+  }
+  if (guided)
+    for (int64_t i = 0; i < N; ++i) prompts.push_back({text_piece({BOA})});
+  MixedDecoder decoder(m);
+  Tensor h = decoder.start(prompts);
+  SamplingOptions so;
+  so.temperature = s.temperature;
+  so.top_k = s.top_k;
+  so.top_p = s.top_p > 0 ? s.top_p : 1.0;
+  const int64_t S = frames + K - 1;
+  std::vector<int64_t> steps(static_cast<size_t>(N * K * S));  // [N, K, S]
+  for (int64_t step = 0; step < S; ++step) {
+    Tensor logits = m.audio_logits(h).to(Device::cpu()).to(DType::f32);  // [R, K, codebook_size]
+    if (guided) {
+      const Tensor c = logits.narrow(0, 0, N), u = logits.narrow(0, N, N);
+      logits = u + (c - u) * s.guidance;
+    }
+    const std::vector<float> l = logits.contiguous().to_vector<float>();
+    const int64_t V = m.options.codebook_size;
+    std::vector<int64_t> next(static_cast<size_t>(N * K));
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t k = 0; k < K; ++k) {
+        const bool has_frame = step >= k && step < frames + k;  // the delay pattern's filler elsewhere
+        const size_t at = size_t(i * K + k);
+        next[at] = has_frame ? pick_token(std::vector<float>(l.begin() + int64_t(at) * V, l.begin() + int64_t(at + 1) * V), so, gen)
+                             : special;
+        steps[size_t((i * K + k) * S + step)] = next[at];
+      }
+    if (step + 1 == S) break;
+    std::vector<int64_t> rows = next;
+    if (guided) rows.insert(rows.end(), next.begin(), next.end());
+    h = decoder.append_audio(tensor(rows, {int64_t(rows.size()) / K, K}));
+  }
+  return revert_delay_pattern(tensor(steps, {N, K, S}));
 }
 
 Tensor mixed_generate_images(const MixedModel& m, const std::vector<std::vector<int64_t>>& captions,

@@ -5,6 +5,9 @@
 //   caption an image:   [BOI] image (clean) [EOI] -> tokens until end-of-text
 //   draw a caption:     [caption, BOI] -> an image segment, denoised by any
 //                       sampler, with classifier-free guidance against [BOI]
+//   describe a clip:    [BOA] codec steps [EOA] -> tokens until end-of-text
+//   play a caption:     [caption, BOA] -> codec steps (delay pattern), sampled
+//                       with guidance against [BOA]
 //   continue text:      [prompt] -> tokens
 #include <memory>
 #include <string>
@@ -14,6 +17,7 @@
 #include "fm/objectives/diffusion.h"
 #include "fm/tasks/decoding.h"
 #include "fm/tasks/mixed_model.h"
+#include "fm/tasks/music_model.h"
 #include "fm/tasks/sampling.h"
 #include "fm/tasks/text2image.h"
 #include "fm/text/bpe.h"
@@ -27,6 +31,17 @@ MixedOptions mixed_options(const train::Config& c);
 // without the end-of-text. Runs under no_grad.
 std::vector<Decoded> mixed_caption_images(const MixedModel& m, const Tensor& images, int64_t end_of_text,
                                           const DecodeOptions& o, Generator* gen = nullptr);
+
+// Captions of audio codes [N, K, F]: [BOA] delayed steps [EOA] -> tokens.
+std::vector<Decoded> mixed_caption_codes(const MixedModel& m, const Tensor& codes, int64_t end_of_text,
+                                         const DecodeOptions& o, Generator* gen = nullptr);
+
+// Codes [N, K, frames] for captions (token ids, end-of-text included):
+// [caption BOA] then the delayed steps, each codebook sampled (top-k or
+// top-p at a temperature) where its stream holds a frame, with
+// classifier-free guidance on the logits against [BOA] alone.
+Tensor mixed_generate_codes(const MixedModel& m, const std::vector<std::vector<int64_t>>& captions, int64_t frames,
+                            const MusicSampling& s, Generator& gen);
 
 // Images [N, C, H, W] (the model's data range) for captions (token ids,
 // end-of-text included), from N(0, 1) noise drawn from gen. With cfg != 1

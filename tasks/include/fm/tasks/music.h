@@ -28,6 +28,25 @@ CaptionBatch tokenize_captions(const text::BpeTokenizer& tokenizer, const std::v
 // The longest clip a model can generate, in seconds.
 double max_music_seconds(const MusicModel& model, const Codec& codec);
 
+// A data set's clips as codes [N, K, F] with their captions, encoded once
+// and kept in `cache` (a safetensors file) for the next build. The cache is
+// reused only for the same folder, clip count and length, codebooks and
+// codec checkpoint (a retrained codec makes other codes).
+struct EncodedClips {
+  Tensor codes;  // [N, K, F] i64, CPU
+  std::vector<std::string> captions;
+};
+struct CodecSource {
+  const Codec& codec;
+  std::string dir;   // the codec run
+  int64_t step = 0;  // its checkpoint
+  int64_t n_codebooks = 0;  // the first K codebooks are kept
+};
+// The first `limit` clips (0: all) of a caption folder of audio, `samples`
+// long from their start.
+EncodedClips encode_folder(const CodecSource& src, const std::string& folder, int64_t samples, int64_t limit,
+                           const std::string& cache, Device device);
+
 struct MusicRun {
   train::Config config;
   std::unique_ptr<MusicModel> model;
