@@ -527,7 +527,7 @@ MixedOptions mixed_options(const train::Config& c) {
 }
 
 MixedRun load_mixed_run(const std::string& run_dir, Device device) {
-  MixedRun r{train::load_run_config(run_dir), nullptr, caption_tokenizer(""), {}, {}, 0};
+  MixedRun r{train::load_run_config(run_dir), nullptr, caption_tokenizer(""), {}, {}, nullptr, {}, 0};
   if (r.config.get_string("task.kind") != "mixed")
     error(run_dir, " is a '", r.config.get_string("task.kind"), "' run, not a mixed run");
   r.tokenizer = caption_tokenizer(r.config.get_string("data.tokenizer"));
@@ -536,6 +536,13 @@ MixedRun load_mixed_run(const std::string& run_dir, Device device) {
   r.model->to(device);
   r.model->eval();
   r.decode = decode_options(r.config, r.config.get_int("model.context_length") + 1);
+  if (const std::string codec = r.config.get_string("model.codec"); !codec.empty()) {
+    r.codec = std::move(load_codec_run(codec).model);
+    r.codec->to(device);
+  }
+  r.sampling.guidance = r.config.get_double("sample.guidance");
+  r.sampling.temperature = r.config.get_double("sample.temperature");
+  r.sampling.top_k = r.config.get_int("sample.top_k");
   ImageTransformOptions io = image_transform_options(r.config);
   io.random_crop = io.hflip = false;
   r.transform = image_transform(io);
@@ -556,6 +563,34 @@ Tensor MixedRun::load_image(const std::string& path) const {
   s.image_format = data::image_format_of(path);
   if (s.image.empty()) error(path, ": the file is empty");
   return transform(s, 0).at("image");
+}
+
+double MixedRun::max_seconds() const {
+  if (!codec) return 0;
+  const int64_t L = config.get_int("model.context_length"), K = model->options.n_codebooks;
+  const int64_t frames = model->options.max_positions - (L + 2) - (K - 1);  // caption, BOA, EOA, the delay
+  return double(frames) / codec->frame_rate();
+}
+
+std::vector<Tensor> MixedRun::play(const std::vector<std::string>& captions, double seconds, Generator& gen) const {
+  if (!codec) error("this mixed run has no audio segments (model.codec is empty)");
+  const double most = max_seconds();
+  if (!(seconds > 0) || seconds > most)
+    error("--seconds: ", seconds, " is not in (0, ", most, "]: this model generates at most ", most, " s (model.max_positions)");
+  std::vector<std::vector<int64_t>> ids;
+  const int64_t L = config.get_int("model.context_length");
+  for (const auto& c : captions) {
+    auto [t, eot] = tokenize_caption(tokenizer, c, L);
+    ids.push_back(caption_ids(t, eot));
+  }
+  MusicSampling s = sampling;
+  s.frames = std::max<int64_t>(1, int64_t(std::lround(seconds * codec->frame_rate())));
+  const Tensor codes = mixed_generate_codes(*model, ids, s.frames, s, gen);
+  NoGradGuard ng;
+  const Tensor wave = codec->decode(codes.to(model->token_embedding->weight.device())).to(Device::cpu());
+  std::vector<Tensor> out;
+  for (int64_t b = 0; b < wave.size(0); ++b) out.push_back(wave.select(0, b).select(0, 0).contiguous());
+  return out;
 }
 
 std::vector<std::string> MixedRun::caption(const Tensor& images, const DecodeOptions& o, Generator* gen) const {

@@ -82,4 +82,8 @@ for key in val_audio_loss describe_exact describe_melody_key music_adherence mus
   grep -q "\"$key\":" runs/audio/metrics.jsonl || fail "no $key in the audio run's metrics.jsonl"
 done
 [ -s runs/audio/codes_train.safetensors ] || fail "the training clips' codes are not kept in the run"
-echo "melodies in the mixed model: audio_loss $a0 -> $a1"
+caption=$(sed -E 's/.*"caption":"([^"]*)".*/\1/' mel/val/captions.jsonl | head -1)
+"$fm" generate music --run runs/audio --prompt "$caption" --seconds 0.5 --out played.wav > /dev/null 2>&1
+[ "$(head -c 4 played.wav)" = RIFF ] || fail "fm generate music on a mixed run did not write a WAV"
+expect_error "longer than this model generates" "$fm" generate music --run runs/audio --prompt "$caption" --seconds 9 --out x.wav
+echo "melodies in the mixed model: audio_loss $a0 -> $a1; fm generate music plays from the same run"

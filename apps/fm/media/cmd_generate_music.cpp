@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "../commands.h"
 #include "../options.h"
 #include "fm/audio/audio.h"
 #include "fm/error.h"
 #include "fm/ops.h"
+#include "fm/tasks/mixed.h"
 #include "fm/tasks/music.h"
 #include "fm/train/recipe.h"
 #include "prompt_file.h"
@@ -30,9 +32,9 @@ bool audio_extension(const fs::path& p) {
 
 int cmd_generate_music(const std::vector<std::string>& args) {
   Flags f("usage: fm generate music --run DIR (--prompt TEXT --out FILE | --prompts captions.jsonl --out DIR) [options]\n\n"
-          "Generates audio with the newest checkpoint of a music run and its codec run.\n"
+          "Generates audio with the newest checkpoint of a music run (or a mixed run with audio) and its codec run.\n"
           "FILE ends in .wav, .flac or .mp3; --prompts writes one file per line under its 'file' name.");
-  f.option("run", "", "run directory made by fm train (task.kind = music)")
+  f.option("run", "", "run directory made by fm train (task.kind = music, or mixed with model.codec)")
       .option("prompt", "\n", "what the music should sound like")
       .option("prompts", "", "a captions.jsonl ({\"file\", \"caption\"} per line) instead of --prompt")
       .option("out", "", "the audio file to write (--prompt), or the folder (--prompts)")
@@ -57,8 +59,9 @@ int cmd_generate_music(const std::vector<std::string>& args) {
     if (!(seconds > 0) || !std::isfinite(seconds)) error(kCommand, ": --seconds must be > 0, got ", f.get("seconds"));
   }
   const train::Config config = train::load_run_config(dir);
-  if (config.get_string("task.kind") != "music")
-    error(kCommand, ": ", dir, " is a '", config.get_string("task.kind"), "' run, not a music run");
+  const std::string kind = config.get_string("task.kind");
+  if (kind != "music" && (kind != "mixed" || config.get_string("model.codec").empty()))
+    error(kCommand, ": ", dir, " is a '", kind, "' run, not a music run", kind == "mixed" ? " (nor a mixed run with audio)" : "");
   std::vector<PromptLine> lines;
   if (!prompts_file.empty()) {
     lines = read_prompt_file(prompts_file, kCommand);
@@ -72,17 +75,26 @@ int cmd_generate_music(const std::vector<std::string>& args) {
     lines.push_back({out, prompt});
   }
 
-  tasks::MusicRun run = tasks::load_music_run(dir);
-  const double most = tasks::max_music_seconds(*run.model, *run.codec);
+  // A music run, or a mixed run playing through its one transformer.
+  std::optional<tasks::MusicRun> music;
+  std::optional<tasks::MixedRun> mixed;
+  if (kind == "mixed") mixed.emplace(tasks::load_mixed_run(dir));
+  else music.emplace(tasks::load_music_run(dir));
+  struct {
+    tasks::MusicSampling& sampling;
+    const tasks::Codec& codec;
+  } run{mixed ? mixed->sampling : music->sampling, mixed ? *mixed->codec : *music->codec};
+  const double most = mixed ? mixed->max_seconds() : tasks::max_music_seconds(*music->model, *music->codec);
   if (seconds == 0) seconds = most;
   if (seconds > most)
-    error(kCommand, ": --seconds ", seconds, " is longer than this model generates (", most, " s, model.max_steps)");
+    error(kCommand, ": --seconds ", seconds, " is longer than this model generates (", most, " s, ",
+          mixed ? "model.max_positions" : "model.max_steps", ")");
   if (!f.get("guidance").empty()) run.sampling.guidance = f.get_double("guidance");
   if (!f.get("top-k").empty()) run.sampling.top_k = f.get_int("top-k");
   if (!f.get("temperature").empty()) run.sampling.temperature = f.get_double("temperature");
   if (!(run.sampling.temperature > 0)) error(kCommand, ": --temperature must be > 0");
   if (run.sampling.top_k < 0) error(kCommand, ": --top-k must be >= 0");
-  const int rate = int(run.codec->options.sample_rate);
+  const int rate = int(run.codec.options.sample_rate);
   std::fprintf(stderr, "fm generate music: %s, %.2f s at %d Hz, guidance %g, top-k %lld\n", dir.c_str(), seconds, rate,
                run.sampling.guidance, (long long)run.sampling.top_k);
   std::vector<Tensor> waves;
@@ -90,7 +102,7 @@ int cmd_generate_music(const std::vector<std::string>& args) {
     std::vector<std::string> captions;
     for (size_t i = start; i < std::min(lines.size(), start + size_t(batch)); ++i) captions.push_back(lines[i].caption);
     Generator gen(uint64_t(f.get_int("seed")) + start);
-    for (Tensor& w : run.generate(captions, seconds, gen)) waves.push_back(w);
+    for (Tensor& w : mixed ? mixed->play(captions, seconds, gen) : music->generate(captions, seconds, gen)) waves.push_back(w);
     if (lines.size() > 1) std::fprintf(stderr, "generated %zu/%zu\n", waves.size(), lines.size());
   }
   for (size_t i = 0; i < lines.size(); ++i) {

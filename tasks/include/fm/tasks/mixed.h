@@ -15,6 +15,7 @@
 
 #include "fm/data/loader.h"
 #include "fm/objectives/diffusion.h"
+#include "fm/tasks/codec_model.h"
 #include "fm/tasks/decoding.h"
 #include "fm/tasks/mixed_model.h"
 #include "fm/tasks/music_model.h"
@@ -62,6 +63,8 @@ struct MixedRun {
   text::BpeTokenizer tokenizer;
   data::Transform transform;  // sample -> {"image": [C, S, S]} as evaluation reads it
   DecodeOptions decode;
+  std::unique_ptr<Codec> codec;  // model.codec's, when the run has audio segments
+  MusicSampling sampling;        // the run's sample.* keys
   int64_t step = 0;
   // Prompts -> images [N, C, H, W] in [0, 1]. Prompts longer than the
   // caption context are an error unless `truncated` is given (then cut and
@@ -71,6 +74,10 @@ struct MixedRun {
   // Image files -> captions, in order.
   Tensor load_image(const std::string& path) const;
   std::vector<std::string> caption(const Tensor& images, const DecodeOptions& o, Generator* gen = nullptr) const;
+  // Captions -> waveforms [T] at the codec's rate, `seconds` long (in (0,
+  // max_seconds()]). Errors when the run has no audio segments.
+  std::vector<Tensor> play(const std::vector<std::string>& captions, double seconds, Generator& gen) const;
+  double max_seconds() const;
 };
 // Errors name the run when it is not a mixed run or has no checkpoint.
 MixedRun load_mixed_run(const std::string& run_dir, Device device = Device::cpu());
