@@ -124,6 +124,6 @@ grep -q "skipped 2 of 3 files" mixed.err || { cat mixed.err; fail "no count of s
 [ "$(wc -l < mixed.jsonl)" = 1 ] || fail "the good image was not captioned"
 expect_error "--beam must be at least 1" "$fm" caption --run runs/tiny --beam 0 000001.png
 mkdir empty && expect_error "holds no images" "$fm" caption --run runs/tiny --dir empty
-expect_error "not a caption run" "$fm" caption --run runs/clip 000001.png
+expect_error "not a caption or mixed run" "$fm" caption --run runs/clip 000001.png
 expect_error "decode.beam" "$fm" train "$recipe" "${short[@]}" --decode.beam=0 --run.dir=runs/badbeam
 echo "1 passed, 0 failed"

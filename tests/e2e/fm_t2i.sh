@@ -87,7 +87,7 @@ printf '{"file": "a.png", "caption": "a large red circle on the left"}\n{"file":
 mkdir half && expect_error "prompt is empty" "$fm" generate image --run runs/tiny --prompts half.jsonl --out half
 [ -z "$(ls half)" ] || fail "a failed --prompts run wrote files"
 mkdir -p notdiff/checkpoints && printf '[task]\nkind = clip\n' > notdiff/config.ini
-expect_error "not a diffusion run" "$fm" generate image --run notdiff --prompt "a red circle" --out bad.png
+expect_error "not a diffusion or mixed run" "$fm" generate image --run notdiff --prompt "a red circle" --out bad.png
 [ ! -e bad.png ] || fail "a refused generation wrote bad.png"
 expect_error "diffusion.cond_drop" "$fm" train "$recipe" "${short[@]}" --diffusion.cond_drop=1.5 --run.dir=runs/baddrop
 expect_error "eval.checker" "$fm" train "$recipe" "${short[@]}" --eval.checker=eyeball --run.dir=runs/badchecker
