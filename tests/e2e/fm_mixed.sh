@@ -61,7 +61,9 @@ echo "generate image, caption, generate text, eval: one run"
 expect_error "mixed.caption_share" "$fm" train "$recipe" "${short[@]}" --mixed.caption_share=2 --run.dir=runs/bad1
 expect_error "more than the row length" "$fm" train "$recipe" "${short[@]}" --mixed.row_length=20 --run.dir=runs/bad2
 expect_error "is a 'mixed' run, not a music run" "$fm" generate music --run runs/tiny --prompt "a slow melody" --out x.wav
-echo "bad configs: one clear line each"
+expect_error "cosine decay" "$fm" train "$recipe" "${short[@]}" --train.max_steps=5 --train.warmup_steps=10 --run.dir=runs/bad3
+[ ! -e runs/bad3/config.ini ] || fail "a config error left runs/bad3/config.ini behind"
+echo "bad configs: one clear line each, nothing written"
 
 # 5. Melodies in the same model: a tiny codec's tokens as audio segments
 #    (music: [caption BOA] steps [EOA]; describe: [BOA] steps [EOA caption]).

@@ -250,6 +250,8 @@ void Trainer::run() {
   // Rank 0 alone writes the run directory and logs; every rank has checked
   // it (the constructor) before rank 0 writes config.ini.
   const bool lead = comm.rank() == 0;
+  // A schedule the config cannot make fails before anything is written, so a corrected retry needs no --resume.
+  const optim::LRSchedule schedule = lr_schedule(cfg);
   comm.barrier();
   const fs::path dir(s.dir), ckpt_dir = dir / "checkpoints";
   std::optional<io::MetricsLog> metrics;
@@ -263,7 +265,6 @@ void Trainer::run() {
   }
 
   const int64_t accum = cfg.get_int("train.grad_accum"), max_steps = cfg.get_int("train.max_steps");
-  const optim::LRSchedule schedule = lr_schedule(cfg);
   const double params = double(model.num_parameters());
   const bool count_tokens = task.tokens_per_sample() > 0;
   // The progress line counts the world's tokens (or samples) against the world's peak.
