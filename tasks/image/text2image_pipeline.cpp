@@ -108,19 +108,24 @@ TextToImagePipeline::TextToImagePipeline(const train::Config& config, const Text
       latent_scale_(config.get_double("model.latent_scale")), tokenizer_(tokenizer), device_(device),
       context_length_(config.get_int("model.context_length")) {}
 
+std::pair<Tensor, int64_t> tokenize_prompt(const text::BpeTokenizer& tokenizer, const std::string& prompt,
+                                           int64_t context_length, int64_t* truncated) {
+  if (prompt.find_first_not_of(" \t\r\n") == std::string::npos) error("generate: the prompt is empty");
+  const size_t n = tokenizer.encode(prompt).size();
+  if (int64_t(n) + 1 > context_length && truncated) ++*truncated;
+  else if (int64_t(n) + 1 > context_length)
+    error("generate: the prompt '", prompt, "' is ", n, " tokens; the model reads at most ", context_length - 1,
+          " (model.context_length ", context_length, " with end-of-text)");
+  return tokenize_caption(tokenizer, prompt, context_length);
+}
+
 Tensor TextToImagePipeline::generate(const std::vector<std::string>& prompts, const GenerateOptions& o,
                                      int64_t* truncated) const {
   if (prompts.empty()) error("generate: no prompts");
   std::vector<Tensor> rows;
   std::vector<int64_t> eots;
   for (const auto& p : prompts) {
-    if (p.find_first_not_of(" \t\r\n") == std::string::npos) error("generate: the prompt is empty");
-    const size_t n = tokenizer_.encode(p).size();
-    if (int64_t(n) + 1 > context_length_ && truncated) ++*truncated;
-    else if (int64_t(n) + 1 > context_length_)
-      error("generate: the prompt '", p, "' is ", n, " tokens; the model reads at most ", context_length_ - 1,
-            " (model.context_length ", context_length_, " with end-of-text)");
-    auto [ids, eot] = tokenize_caption(tokenizer_, p, context_length_);
+    auto [ids, eot] = tokenize_prompt(tokenizer_, p, context_length_, truncated);
     rows.push_back(ids);
     eots.push_back(eot);
   }

@@ -67,6 +67,7 @@ void declare_mixed_keys(train::Config& c) {
       .add_double("sample.guidance", 3.0, "music: classifier-free guidance on the code logits (1: none)")
       .add_double("sample.temperature", 1.0, "music: sampling temperature")
       .add_int("sample.top_k", 250, "music: sample among the k most likely codes")
+      .add_double("sample.top_p", 0.0, "music: > 0: nucleus sampling instead of top-k")
       .add_string("data.tokenizer", "", "caption tokenizer file (empty: bytes + <|endoftext|>)")
       .add_int("train.eval_samples", 512, "held-out images for the validation losses (0: all)")
       .add_string("eval.checker", "", "shapes: caption exact match and image adherence on captioned shapes (empty: none)")
@@ -423,7 +424,7 @@ class MixedTask : public train::Task {
     for (const auto& [k, v] : figures) out["describe_" + k] = v;
     if (codec_->options.sample_rate != 16000) return;  // the analyser hears 16 kHz clips
     std::vector<std::vector<int64_t>> prompts(audio_val_ids_.begin(), audio_val_ids_.begin() + N);
-    const MusicSampling ms = sampling(audio_val_.codes.size(2));
+    const MusicSampling ms = music_sampling(cfg_, audio_val_.codes.size(2));
     Generator play(7);
     const Tensor codes = mixed_generate_codes(*model_, prompts, ms.frames, ms, play);
     NoGradGuard ng;
@@ -432,15 +433,6 @@ class MixedTask : public train::Task {
     for (int64_t i = 0; i < N; ++i) clips.push_back(waves.select(0, i).select(0, 0).contiguous());
     add_melody_adherence(clips, std::vector<std::string>(audio_val_.captions.begin(), audio_val_.captions.begin() + N),
                          "music_adherence", out);
-  }
-
-  MusicSampling sampling(int64_t frames) const {
-    MusicSampling s;
-    s.frames = frames;
-    s.guidance = cfg_.get_double("sample.guidance");
-    s.temperature = cfg_.get_double("sample.temperature");
-    s.top_k = cfg_.get_int("sample.top_k");
-    return s;
   }
 
   ImageGenerator generator() {
@@ -482,13 +474,7 @@ Tensor MixedTask::generate_images(const MixedModel& m, const text::BpeTokenizer&
   const int64_t L = c.get_int("model.context_length");
   std::vector<std::vector<int64_t>> captions;
   for (const auto& p : prompts) {
-    if (p.find_first_not_of(" \t\r\n") == std::string::npos) error("generate: the prompt is empty");
-    const size_t n = tokenizer.encode(p).size();
-    if (int64_t(n) + 1 > L && truncated) ++*truncated;
-    else if (int64_t(n) + 1 > L)
-      error("generate: the prompt '", p, "' is ", n, " tokens; the model reads at most ", L - 1,
-            " (model.context_length ", L, " with end-of-text)");
-    auto [ids, eot] = tokenize_caption(tokenizer, p, L);
+    auto [ids, eot] = tokenize_prompt(tokenizer, p, L, truncated);
     captions.push_back(caption_ids(ids, eot));
   }
   auto sampler = objectives::make_sampler(o.sampler, sampler_options(c));
@@ -540,9 +526,7 @@ MixedRun load_mixed_run(const std::string& run_dir, Device device) {
     r.codec = std::move(load_codec_run(codec).model);
     r.codec->to(device);
   }
-  r.sampling.guidance = r.config.get_double("sample.guidance");
-  r.sampling.temperature = r.config.get_double("sample.temperature");
-  r.sampling.top_k = r.config.get_int("sample.top_k");
+  r.sampling = music_sampling(r.config, 0);  // frames: set per call
   ImageTransformOptions io = image_transform_options(r.config);
   io.random_crop = io.hflip = false;
   r.transform = image_transform(io);

@@ -100,14 +100,19 @@ Tensor key_range_mask(const Tensor& lo, const Tensor& hi, int64_t keys) {
   return tensor(m, {B, 1, Q, T}).to(DType::b8).to(lo.device());
 }
 
+int64_t sample_length(const MixedSample& sample, int64_t patches) {
+  int64_t n = 0;
+  for (const MixedPiece& p : sample) n += piece_length(p, patches);
+  return n;
+}
+
 MixedBatch pack_mixed(const std::vector<MixedSample>& samples, const PackOptions& o) {
   if (o.length < 1) error("pack_mixed: row length must be > 0, got ", o.length);
   // Rows: samples in order, a new row when the next does not fit.
   std::vector<std::vector<size_t>> rows;
   int64_t used = o.length;
   for (size_t i = 0; i < samples.size(); ++i) {
-    int64_t n = 0;
-    for (const MixedPiece& p : samples[i]) n += piece_length(p, o.patches);
+    const int64_t n = sample_length(samples[i], o.patches);
     if (n > o.length) error("pack_mixed: sample ", i, " has ", n, " positions, more than the row length ", o.length);
     if (n == 0) error("pack_mixed: sample ", i, " is empty");
     if (!o.pack || o.align_right || used + n > o.length) rows.emplace_back(), used = 0;
@@ -119,7 +124,6 @@ MixedBatch pack_mixed(const std::vector<MixedSample>& samples, const PackOptions
   b.length = o.length;
   b.samples = int64_t(samples.size());
   const int64_t T = o.length, BT = b.rows * T;
-  b.kinds.assign(size_t(BT), SegmentKind::pad);
   std::vector<int64_t> tokens(size_t(BT), 0), positions(size_t(BT), 0), image_at, audio_at, text_at, text_targets,
       audio_from, audio_targets, audio_codes;
   std::vector<int32_t> lo, hi;
@@ -127,10 +131,7 @@ MixedBatch pack_mixed(const std::vector<MixedSample>& samples, const PackOptions
   int64_t K = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
     std::vector<std::vector<Segment>> layout;
-    int64_t offset = 0;
-    if (o.align_right)
-      for (const MixedPiece& p : samples[rows[r][0]]) offset += piece_length(p, o.patches);
-    offset = o.align_right ? T - offset : 0;
+    const int64_t offset = o.align_right ? T - sample_length(samples[rows[r][0]], o.patches) : 0;
     int64_t at = int64_t(r) * T + offset;
     for (size_t i : rows[r]) {
       std::vector<Segment>& segs = layout.emplace_back();
@@ -141,11 +142,7 @@ MixedBatch pack_mixed(const std::vector<MixedSample>& samples, const PackOptions
         segs.push_back({p.kind, n});
         // The position before this piece (same sample) predicts its first element.
         const bool has_prev = at > start;
-        for (int64_t j = 0; j < n; ++j) {
-          const int64_t q = at + j;
-          b.kinds[size_t(q)] = p.kind;
-          positions[size_t(q)] = q - start;
-        }
+        for (int64_t q = at; q < at + n; ++q) positions[size_t(q)] = q - start;
         if (p.kind == SegmentKind::text) {
           for (int64_t j = 0; j < n; ++j) tokens[size_t(at + j)] = p.tokens[size_t(j)];
           for (int64_t j = has_prev ? 0 : 1; j < n; ++j) text_at.push_back(at + j - 1), text_targets.push_back(p.tokens[size_t(j)]);

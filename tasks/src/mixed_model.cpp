@@ -190,12 +190,7 @@ Tensor MixedDecoder::start(const std::vector<MixedSample>& prompts) {
   NoGradGuard ng;
   const Device d = model_.token_embedding->weight.device();
   int64_t longest = 0;
-  for (const MixedSample& s : prompts) {
-    int64_t n = 0;
-    for (const MixedPiece& p : s)
-      n += p.kind == SegmentKind::image ? model_.patches() : p.kind == SegmentKind::text ? int64_t(p.tokens.size()) : p.steps.size(1);
-    longest = std::max(longest, n);
-  }
+  for (const MixedSample& s : prompts) longest = std::max(longest, sample_length(s, model_.patches()));
   PackOptions po;
   po.length = longest;
   po.patches = model_.patches();

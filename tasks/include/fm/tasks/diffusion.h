@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fm/data/image_text.h"
@@ -59,6 +60,13 @@ class TextToImagePipeline {
   Device device_;
   int64_t context_length_ = 0;
 };
+
+// A prompt as a caption model reads it (tokenize_caption: ids [L] and the
+// end-of-text position). Errors name an empty prompt, and one longer than
+// context_length tokens with end-of-text unless `truncated` is given: then it
+// is cut as training cuts captions, and counted there.
+std::pair<Tensor, int64_t> tokenize_prompt(const text::BpeTokenizer& tokenizer, const std::string& prompt,
+                                           int64_t context_length, int64_t* truncated);
 
 // A trained run: config, weights (EMA ones when saved), the frozen CLIP text
 // tower when the run used one, and a pipeline over them.

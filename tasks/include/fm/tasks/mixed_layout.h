@@ -64,7 +64,6 @@ MixedPiece audio_piece(const Tensor& steps);
 // are flat (row * T + column).
 struct MixedBatch {
   int64_t rows = 0, length = 0;  // B, T
-  std::vector<SegmentKind> kinds;  // [B * T]
   Tensor tokens;     // [B, T] i64: text ids, 0 at other positions
   Tensor positions;  // [B, T] i64: the position inside its sample (0 at pads)
   Tensor key_lo, key_hi;  // [B, T] i32: visible keys [lo, hi) within the row
@@ -91,6 +90,9 @@ struct PackOptions {
   bool pack = true;        // several samples per row (else one per row)
   bool align_right = false;  // one per row, padded on the left so each ends at the last column (decoding)
 };
+// Positions a sample takes (an image: `patches`).
+int64_t sample_length(const MixedSample& sample, int64_t patches);
+
 // Samples -> rows of `length` positions. A sample longer than `length` is an
 // error naming its index and length.
 MixedBatch pack_mixed(const std::vector<MixedSample>& samples, const PackOptions& o);
