@@ -7,6 +7,7 @@
 namespace fm::app {
 
 int cmd_train(const std::vector<std::string>& args);
+int cmd_finetune(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_prepare(const std::vector<std::string>& args);
 int cmd_tokenizer(const std::vector<std::string>& args);

@@ -17,6 +17,7 @@ void usage() {
       "usage: fm COMMAND [options]\n\n"
       "commands:\n"
       "  train CONFIG.ini [--resume] [--key=value ...]   train a model from an experiment recipe\n"
+      "  finetune CONFIG.ini --from RUN [--key=value ...]  fine-tune a run: full, LoRA, probe or bias-only\n"
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   try {
     if (cmd == "train") return fm::app::cmd_train(args);
+    if (cmd == "finetune") return fm::app::cmd_finetune(args);
     if (cmd == "generate") return fm::app::cmd_generate(args);
     if (cmd == "prepare") return fm::app::cmd_prepare(args);
     if (cmd == "tokenizer") return fm::app::cmd_tokenizer(args);

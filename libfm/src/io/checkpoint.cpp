@@ -168,7 +168,9 @@ int64_t step_of(const std::string& dir_name) {
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state) {
+namespace {
+std::string save_weights_and_state(const std::string& checkpoints_dir, const nn::StateDict& weights,
+                                   const Metadata& weights_meta, const TrainState& state) {
   if (state.step < 0) error("save_checkpoint: step must be >= 0, got ", state.step);
   for (const auto& [k, v] : state.extra)
     if (is_reserved(k)) error("save_checkpoint: extra metadata key '", k, "' is reserved for the train state");
@@ -183,7 +185,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module
     const fs::path& tmp_dir = tmp.path;
     fs::create_directory(tmp_dir);
 
-    save_safetensors((tmp_dir / "model.safetensors").string(), model.state_dict(), {{"format", "libfm-model-1"}});
+    save_safetensors((tmp_dir / "model.safetensors").string(), TensorMap(weights.begin(), weights.end()), weights_meta);
 
     TensorMap ts;
     for (const auto& [name, t] : state.optimizer) ts["optim." + name] = t;
@@ -206,6 +208,15 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module
   }
   return final_dir.string();
 }
+}  // namespace
+
+std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state) {
+  return save_weights_and_state(checkpoints_dir, model.state_dict(), {{"format", "libfm-model-1"}}, state);
+}
+
+std::string save_checkpoint(const std::string& checkpoints_dir, const nn::StateDict& trainable, const TrainState& state) {
+  return save_weights_and_state(checkpoints_dir, trainable, {{"format", "libfm-model-1"}, {"weights", "trainable"}}, state);
+}
 
 TrainState load_checkpoint(const std::string& step_dir, nn::Module& model) {
   const fs::path dir(step_dir);
@@ -218,7 +229,13 @@ TrainState load_checkpoint(const std::string& step_dir, nn::Module& model) {
   check_finite(out.optimizer, state_file, "optim.");
   check_finite(out.tensors, state_file, "state.");
   try {
-    model.load_state_dict(nn::StateDict(weights.tensors.begin(), weights.tensors.end()), true);
+    const bool partial = weights.metadata.count("weights") && weights.metadata.at("weights") == "trainable";
+    if (partial) {
+      const nn::StateDict mine = model.state_dict();
+      for (const auto& [name, t] : weights.tensors)
+        if (!mine.count(name)) error("a fine-tuning checkpoint's tensor '", name, "' is not in the model");
+    }
+    model.load_state_dict(nn::StateDict(weights.tensors.begin(), weights.tensors.end()), !partial);
   } catch (const Error& e) {
     error("load_checkpoint: ", model_file, ": ", e.what());
   }

@@ -12,7 +12,9 @@ FlatParameters flatten_parameters(Module& m) {
   constexpr int64_t kAlign = 16;
   NoGradGuard ng;
   FlatParameters flat;
-  std::vector<NamedTensor> params = m.named_parameters();
+  std::vector<NamedTensor> params;
+  for (NamedTensor& p : m.named_parameters())
+    if (p.tensor.requires_grad()) params.push_back(std::move(p));  // frozen ones keep their own storage, no gradient
   std::stable_sort(params.begin(), params.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.tags < b.tags; });
   for (const auto& p : params) {
     auto it = std::find_if(flat.groups.begin(), flat.groups.end(), [&](const FlatGroup& g) {

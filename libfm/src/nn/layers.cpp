@@ -1,7 +1,9 @@
 #include "fm/nn/layers.h"
 
+#include <cmath>
 #include <initializer_list>
 
+#include "fm/autograd.h"
 #include "fm/factory.h"
 #include "fm/nn/init.h"
 #include "fm/ops.h"
@@ -34,7 +36,52 @@ Linear::Linear(const LinearOptions& o) : options(o) {
   }
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) const {
+  Tensor y = linear(x, weight, bias);
+  if (!has_lora() || lora_merged()) return y;
+  const Tensor h = lora_options.dropout > 0 ? dropout(x, lora_options.dropout, is_training()) : x;
+  return y + linear(linear(h, lora_A), lora_B) * lora_scale();
+}
+
+void Linear::add_lora(const LoraOptions& o, Generator* gen) {
+  if (has_lora()) error("Linear: a LoRA adapter is already there");
+  check_positive("Linear LoRA", "rank", o.rank);
+  if (!(o.alpha > 0) || !(o.dropout >= 0 && o.dropout < 1))
+    error("Linear LoRA: alpha must be > 0 and dropout in [0, 1), got ", o.alpha, " and ", o.dropout);
+  lora_options = o;
+  // Drawn on the CPU (the same numbers on every device), then placed beside the weight.
+  Tensor a = empty({o.rank, options.in_features}, TensorOptions(weight.dtype()));
+  init::default_uniform_(a, options.in_features, gen);
+  lora_A = register_parameter("lora_A", a.to(weight.device()));
+  lora_B = register_parameter("lora_B", zeros({options.out_features, o.rank}, TensorOptions(weight.dtype()).device(weight.device())));
+}
+
+double Linear::lora_scale() const {
+  return lora_options.rslora ? lora_options.alpha / std::sqrt(double(lora_options.rank))
+                             : lora_options.alpha / double(lora_options.rank);
+}
+
+void Linear::merge_lora() {
+  if (!has_lora()) error("Linear: merge_lora without an adapter");
+  if (lora_merged()) error("Linear: the LoRA adapter is already merged");
+  NoGradGuard ng;
+  unmerged_weight_ = weight.clone();
+  Tensor(weight).copy_(weight + matmul(lora_B, lora_A) * lora_scale());
+}
+
+void Linear::unmerge_lora() {
+  if (!lora_merged()) error("Linear: unmerge_lora without a merged adapter");
+  NoGradGuard ng;
+  Tensor(weight).copy_(unmerged_weight_);
+  unmerged_weight_ = Tensor();
+}
+
+void Linear::remove_lora() {
+  if (!has_lora()) error("Linear: remove_lora without an adapter");
+  remove_parameter("lora_A");
+  remove_parameter("lora_B");
+  lora_A = lora_B = unmerged_weight_ = Tensor();
+}
 
 Embedding::Embedding(const EmbeddingOptions& o) : options(o) {
   check_positive("Embedding", "num_embeddings", o.num_embeddings);

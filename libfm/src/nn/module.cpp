@@ -43,6 +43,15 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, uint32_t ta
   return t;
 }
 
+void Module::remove_parameter(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it)
+    if (it->name == name) {
+      params_.erase(it);
+      return;
+    }
+  error("Module: no parameter '", name, "' to remove");
+}
+
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   check_new_name(name);
   buffers_.push_back({name, t.detach(), 0});

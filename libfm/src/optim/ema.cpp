@@ -7,11 +7,21 @@
 #include "state_check.h"
 
 namespace fm::optim {
+namespace {
+// Frozen parameters do not change, so the EMA does not keep them (a LoRA
+// run's EMA is its adapters' only).
+std::vector<nn::NamedTensor> trainable(const nn::Module& m) {
+  std::vector<nn::NamedTensor> out;
+  for (nn::NamedTensor& p : m.named_parameters())
+    if (p.tensor.requires_grad()) out.push_back(std::move(p));
+  return out;
+}
+}  // namespace
 
 EMA::EMA(const nn::Module& m, double decay) : decay_(decay) {
   FM_CHECK(decay >= 0 && decay <= 1, "EMA: decay must be in [0, 1], got ", decay);
   NoGradGuard ng;
-  for (const nn::NamedTensor& p : m.named_parameters()) {
+  for (const nn::NamedTensor& p : trainable(m)) {
     FM_CHECK(p.tensor.dtype() == DType::f32 || p.tensor.dtype() == DType::f64, "EMA: parameter '", p.name, "' is ",
              p.tensor.dtype(), "; the EMA keeps float32 or float64 weights");
     shadow_.push_back({p.name, p.tensor.detach().clone(), p.tags});
@@ -19,7 +29,7 @@ EMA::EMA(const nn::Module& m, double decay) : decay_(decay) {
 }
 
 std::vector<nn::NamedTensor> EMA::matching_parameters(const nn::Module& m, const char* op) const {
-  std::vector<nn::NamedTensor> params = m.named_parameters();
+  std::vector<nn::NamedTensor> params = trainable(m);
   bool same = params.size() == shadow_.size();
   for (size_t i = 0; same && i < params.size(); ++i)
     same = params[i].name == shadow_[i].name && params[i].tensor.shape() == shadow_[i].tensor.shape() &&

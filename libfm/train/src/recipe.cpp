@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "fm/error.h"
+#include "fm/train/finetune.h"
 #include "fm/train/task.h"
 
 #ifdef FM_HAVE_CUDA
@@ -51,6 +52,7 @@ void declare_trainer_keys(Config& c) {
       .add_string("run.dir", "runs/default", "run directory")
       .add_bool("run.handle_signals", true, "SIGTERM/SIGINT: finish the step, save a checkpoint, exit 128 + signal")
       .add_int("run.stop_after", 0, "stop this invocation after N steps (0: run to max_steps); resume later");
+  declare_finetune_keys(c);
 }
 
 Config recipe_config(const std::string& kind) {

@@ -21,12 +21,14 @@
 #include "fm/io/metrics_log.h"
 #include "fm/kernels/core.h"
 #include "fm/nn/flat.h"
+#include "fm/nn/lora.h"
 #include "fm/ops.h"
 #include "fm/optim/adamw.h"
 #include "fm/optim/clip.h"
 #include "fm/optim/ema.h"
 #include "fm/optim/loss_scaler.h"
 #include "fm/runtime.h"
+#include "fm/train/finetune.h"
 #include "fm/train/progress.h"
 #include "fm/train/recipe.h"
 #include "stop_signals.h"
@@ -69,8 +71,12 @@ struct Setup {
   std::unique_ptr<dist::GradientReducer> reducer;  // plain data parallelism with more than one rank
   std::unique_ptr<dist::Zero1> zero;               // train.zero_stage = 1: sharded AdamW instead of `optimizer`
   nn::FlatParameters flat;
+  FinetunePlan plan;        // finetune.*: active when the run starts from another's weights
+  FinetuneSummary adapted;  // what the plan trains
 
-  Setup(Config c, bool open_data) : config(std::move(c)), comm(dist::world()) {
+  // adapt = false: a fine-tuning run's base and adapters are left to
+  // load_run_weights (evaluation of a finished run).
+  Setup(Config c, bool open_data, bool adapt = true) : config(std::move(c)), comm(dist::world()) {
     if (config.get_int("runtime.threads") > 0) set_num_threads(int(config.get_int("runtime.threads")));
     // runtime.device = cuda on several ranks: each rank takes cuda:LOCAL_RANK.
     std::string device = config.get_string("runtime.device");
@@ -88,6 +94,13 @@ struct Setup {
     task = find_task(config.get_string("task.kind")).make(config);
     task->build(ctx);
     nn::Module& m = task->model();
+    plan = finetune_plan(config);
+    if (plan.active() && adapt) {
+      if (fs::is_directory(fs::path(plan.from) / "checkpoints")) check_same_shape(config, plan.from);
+      load_base_weights(plan.from, m);
+      Generator gen(uint64_t(config.get_int("train.seed")) ^ 0x4c6f5241ull);  // the adapters' own stream
+      adapted = apply_finetune(m, plan, &gen);
+    }
     m.to(ctx.device);  // initialised on the CPU (the same numbers everywhere), then moved
     flat = nn::flatten_parameters(m);
     const int64_t zero_stage = config.get_int("train.zero_stage");
@@ -281,6 +294,12 @@ void Trainer::run() {
                 cfg.get_string("runtime.precision").c_str(), get_num_threads(),
                 comm.world_size() > 1 ? (" x " + std::to_string(comm.world_size()) + " ranks (" + comm.backend() + ")").c_str() : "",
                 peak, (long long)s.step, (long long)max_steps);
+  if (lead && st.plan.active())
+    std::printf("fm train: fine-tuning %s | %s%s | %.3fM of %.2fM parameters trained\n", st.plan.from.c_str(),
+                st.plan.method.c_str(),
+                st.plan.method == "lora" ? (" on " + std::to_string(st.adapted.adapted.size()) + " layers, rank " +
+                                            std::to_string(st.plan.lora.rank)).c_str() : "",
+                double(st.adapted.trainable) / 1e6, double(st.adapted.total) / 1e6);
 
   const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
   const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
@@ -312,7 +331,8 @@ void Trainer::run() {
       for (const auto& [name, t] : s.scaler->state_dict()) ts.tensors["scaler." + name] = t;
     ts.config = cfg.to_ini();
     ts.optimizer = std::move(optimizer_state);
-    io::save_checkpoint(ckpt_dir.string(), model, ts);
+    if (st.plan.active()) io::save_checkpoint(ckpt_dir.string(), trainable_state(model), ts);  // the base stays in finetune.from
+    else io::save_checkpoint(ckpt_dir.string(), model, ts);
     metrics->flush();
     events->flush();
   };
@@ -460,14 +480,35 @@ BenchResult bench_train(Config config, int64_t steps) {
 int64_t load_run_weights(const std::string& run_dir, nn::Module& model) {
   const std::string latest = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
   if (latest.empty()) error(run_dir, " has no valid checkpoint yet");
+  // A fine-tuning run: its base first (itself perhaps a fine-tuning run), then its adapters on top.
+  const FinetunePlan plan = finetune_plan(load_run_config(run_dir));
+  if (plan.active()) {
+    static thread_local int depth = 0;
+    if (depth > 16) error(run_dir, ": finetune.from chains more than 16 runs (a cycle?)");
+    ++depth;
+    try {
+      load_base_weights(plan.from, model);
+    } catch (...) {
+      --depth;
+      throw;
+    }
+    --depth;
+    Generator gen(0);  // the adapters' initial values are overwritten by the checkpoint
+    apply_finetune(model, plan, &gen);
+  }
   const io::TrainState ts = io::load_checkpoint(latest, model);
   const nn::StateDict ema = ema_weights(ts);
   if (!ema.empty()) model.load_state_dict(ema, false);  // parameters only: buffers stay
+  if (plan.active()) {
+    // A plain model again for whoever loads it: adapters merged, nothing frozen.
+    nn::merge_and_unload_lora(model);
+    for (const nn::NamedTensor& p : model.named_parameters()) Tensor(p.tensor).requires_grad_(true);
+  }
   return ts.step;
 }
 
 std::map<std::string, double> evaluate_run(const std::string& run_dir, const std::vector<std::string>& overrides) {
-  Setup st(load_run_config(run_dir, overrides), true);
+  Setup st(load_run_config(run_dir, overrides), true, false);
   const int64_t step = load_run_weights(run_dir, st.task->model());
   auto out = st.evaluate();
   out["step"] = double(step);

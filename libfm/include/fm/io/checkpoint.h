@@ -36,8 +36,14 @@ struct TrainState {
 // the same step atomically. Temporary directories start with '.'; a killed
 // writer may leave one behind. Errors are fm::Error.
 std::string save_checkpoint(const std::string& checkpoints_dir, const nn::Module& model, const TrainState& state);
+// The same for a fine-tuning run: `trainable` is the part of the model it
+// trains (a LoRA run: the adapters). model.safetensors says so in its
+// metadata ("weights": "trainable"), and load_checkpoint then loads it over
+// a model that already holds the rest (the run's base).
+std::string save_checkpoint(const std::string& checkpoints_dir, const nn::StateDict& trainable, const TrainState& state);
 
-// Loads a step directory: the model's weights (strict) and the train state.
+// Loads a step directory: the model's weights (strict; for a fine-tuning
+// checkpoint, every saved tensor must be one of the model's) and the train state.
 // Errors name the file and the tensor at fault; the model is unchanged then.
 // A NaN or infinity in a weight, optimizer state or saved tensor is an error
 // (load_safetensors itself does not judge values).

@@ -30,7 +30,8 @@ struct FlatParameters {
   std::vector<FlatGroup> groups;
 };
 
-// Packs m's parameters (values kept, gradients zeroed). Each slot starts at a
+// Packs m's trainable parameters (values kept, gradients zeroed); frozen
+// ones (requires_grad false) stay where they are, without a gradient. Each slot starts at a
 // multiple of 16 elements so kernels see aligned views.
 FlatParameters flatten_parameters(Module& m);
 

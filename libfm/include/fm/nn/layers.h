@@ -5,12 +5,22 @@
 
 #include "fm/nn/module.h"
 #include "fm/ops/conv.h"
+#include "fm/random.h"
 
 namespace fm::nn {
 
 struct LinearOptions {
   int64_t in_features = 0, out_features = 0;
   bool bias = true;
+};
+// A low-rank adapter (LoRA, Hu et al. 2021; the layout of peft):
+// y = x W^T + b + scale * dropout(x) A^T B^T, scale = alpha / rank
+// (alpha / sqrt(rank) with rslora). A starts as Linear's default init, B as zeros.
+struct LoraOptions {
+  int64_t rank = 8;
+  double alpha = 16;
+  double dropout = 0.0;
+  bool rslora = false;
 };
 class Linear : public Module {
  public:
@@ -19,6 +29,23 @@ class Linear : public Module {
   LinearOptions options;
   Tensor weight;  // [out, in]
   Tensor bias;    // [out] (no_decay) or undefined
+
+  // Registers lora_A [rank, in] and lora_B [out, rank]; one adapter per layer.
+  void add_lora(const LoraOptions& o, Generator* gen = nullptr);
+  bool has_lora() const { return lora_A.defined(); }
+  // W += scale * B A; forward then skips the adapter path (inference, export).
+  void merge_lora();
+  // W back to its value before merge_lora(), bit for bit (a kept copy, not a subtraction).
+  void unmerge_lora();
+  bool lora_merged() const { return unmerged_weight_.defined(); }
+  // Drops the adapter's parameters; a merged layer keeps the merged W.
+  void remove_lora();
+  double lora_scale() const;
+  LoraOptions lora_options;
+  Tensor lora_A, lora_B;
+
+ private:
+  Tensor unmerged_weight_;
 };
 
 struct EmbeddingOptions {

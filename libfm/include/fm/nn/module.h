@@ -63,6 +63,7 @@ class Module {
  protected:
   Tensor register_parameter(const std::string& name, Tensor t, uint32_t tags = 0);
   Tensor register_buffer(const std::string& name, Tensor t);
+  void remove_parameter(const std::string& name);  // an error when there is none of that name
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     check_new_name(name);

@@ -7,7 +7,8 @@ namespace fm::optim {
 
 class EMA {
  public:
-  // The shadow starts as a copy of m's parameters.
+  // The shadow starts as a copy of m's trainable parameters (frozen ones,
+  // requires_grad false, are not kept).
   EMA(const nn::Module& m, double decay);
   // shadow = decay * shadow + (1 - decay) * param, for every parameter.
   void update(const nn::Module& m);
