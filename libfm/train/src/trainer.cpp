@@ -295,11 +295,12 @@ void Trainer::run() {
                 comm.world_size() > 1 ? (" x " + std::to_string(comm.world_size()) + " ranks (" + comm.backend() + ")").c_str() : "",
                 peak, (long long)s.step, (long long)max_steps);
   if (lead && st.plan.active())
-    std::printf("fm train: fine-tuning %s | %s%s | %.3fM of %.2fM parameters trained\n", st.plan.from.c_str(),
+    std::printf("fm train: fine-tuning %s | %s%s | trains %lld of %lld parameters (%.2f%%)\n", st.plan.from.c_str(),
                 st.plan.method.c_str(),
                 st.plan.method == "lora" ? (" on " + std::to_string(st.adapted.adapted.size()) + " layers, rank " +
                                             std::to_string(st.plan.lora.rank)).c_str() : "",
-                double(st.adapted.trainable) / 1e6, double(st.adapted.total) / 1e6);
+                (long long)st.adapted.trainable, (long long)st.adapted.total,
+                100.0 * double(st.adapted.trainable) / double(std::max<int64_t>(1, st.adapted.total)));
 
   const int64_t eval_every = cfg.get_int("train.eval_every"), save_every = cfg.get_int("train.save_every");
   const int64_t log_every = std::max<int64_t>(1, cfg.get_int("train.log_every"));
