@@ -16,6 +16,7 @@
 #include "fm/tasks/sampling.h"
 #include "fm/text/bpe.h"
 #include "fm/train/recipe.h"
+#include "fm/train/trainer.h"
 
 namespace fm::app {
 namespace {
@@ -105,9 +106,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (tok.empty()) error("generate: the run's config names no data.tokenizer");
   const text::BpeTokenizer tokenizer = text::BpeTokenizer::load(tok);
   nn::GPT model(tasks::gpt_options(config));
-  const std::string ckpt = io::latest_checkpoint((std::filesystem::path(dir) / "checkpoints").string());
-  if (ckpt.empty()) error("generate: ", dir, " has no valid checkpoint yet");
-  io::load_checkpoint(ckpt, model);
+  train::load_run_weights(dir, model);  // EMA weights where kept; a fine-tuning run's base + adapters
   model.eval();
 
   const std::vector<int32_t> ids = tokenizer.encode(prompt);

@@ -6,6 +6,7 @@
 #include "fm/data/image_text.h"
 #include "fm/factory.h"
 #include "fm/ops.h"
+#include "fm/optim/adamw.h"
 #include "fm/tasks/clip.h"
 #include "fm/tasks/image_text_data.h"
 #include "fm/train/recipe.h"
@@ -93,6 +94,56 @@ double zero_shot_accuracy(const CLIP& model, const data::ImageTextSource& source
   });
   if (total == 0) error("zero-shot: ", source.name(), " gave no samples");
   return double(correct) / double(total);
+}
+
+namespace {
+// Image features [N, D] (on the CPU) and labels of the first `limit` samples.
+std::pair<Tensor, std::vector<int64_t>> labelled_features(const CLIP& model, const data::ImageTextSource& source,
+                                                          const data::Transform& transform, int64_t classes,
+                                                          int64_t batch_size, int64_t limit, Device device) {
+  NoGradGuard ng;
+  std::vector<Tensor> features;
+  std::vector<int64_t> labels;
+  for_each_batch(source, transform, batch_size, limit, [&](const data::LoaderBatch& b) {
+    features.push_back(model.encode_image(b.tensors.at("image").to(device)).to(Device::cpu()));
+    for (int64_t i : b.indices) {
+      const int64_t label = source.read(i).label;
+      if (label < 0 || label >= classes)
+        error("linear probe: ", source.name(), " sample ", i, " has label ", label, ", not one of ", classes, " classes");
+      labels.push_back(label);
+    }
+  });
+  if (features.empty()) error("linear probe: ", source.name(), " gave no samples");
+  return {cat(features).to(DType::f32), labels};
+}
+}  // namespace
+
+double linear_probe_accuracy(const CLIP& model, const data::ImageTextSource& train, const data::ImageTextSource& test,
+                             const data::Transform& transform, int64_t classes, int64_t batch_size,
+                             int64_t train_limit, int64_t test_limit, Device device) {
+  auto [x, y] = labelled_features(model, train, transform, classes, batch_size, train_limit, device);
+  auto [tx, ty] = labelled_features(model, test, transform, classes, batch_size, test_limit, device);
+  // Standardised with the training features' statistics, so one learning rate suits every model.
+  const Tensor mu = mean(x, {0}, true), sd = sqrt(mean((x - mu) * (x - mu), {0}, true) + 1e-6);
+  x = (x - mu) / sd;
+  tx = (tx - mu) / sd;
+  const int64_t d = x.size(1);
+  const bool was = grad_enabled();
+  set_grad_enabled(true);  // evaluations run under no_grad; the probe itself trains
+  const Tensor w = zeros({classes, d}).requires_grad_(true), bias = zeros({classes}).requires_grad_(true);
+  optim::AdamW opt({{{{"weight", w, 0}}, 0.05, 1e-3}, {{{"bias", bias, nn::kNoDecay}}, 0.05, 0.0}}, {});
+  const Tensor target = tensor(y, {int64_t(y.size())});
+  for (int step = 0; step < 300; ++step) {
+    opt.zero_grad();
+    cross_entropy(linear(x, w, bias), target).backward();
+    opt.step();
+  }
+  set_grad_enabled(was);
+  NoGradGuard ng;
+  const std::vector<int64_t> pred = argmax(linear(tx, w, bias), 1).to_vector<int64_t>();
+  int64_t correct = 0;
+  for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == ty[i];
+  return double(correct) / double(pred.size());
 }
 
 std::map<std::string, double> retrieval(const CLIP& model, const data::ImageTextSource& source,

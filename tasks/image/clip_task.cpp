@@ -80,6 +80,8 @@ void declare_clip_keys(train::Config& c) {
       .add_int("model.vision_heads", 4, "image tower heads")
       .add_string("model.pool", "cls", "image pooling: cls or mean")
       .add_string("data.zeroshot", "", "labelled images for zero-shot accuracy (empty: none)")
+      .add_string("data.probe_train", "", "labelled images a linear probe trains on, tested on data.zeroshot (empty: no probe)")
+      .add_int("train.probe_samples", 10000, "training images of the linear probe (0: all)")
       .add_bool("data.templates", false, "captions are class names: put them into prompt templates")
       .add_int("train.eval_samples", 1000, "held-out pairs for retrieval, and zero-shot images (0: all)");
   declare_text_tower_keys(c);
@@ -135,6 +137,10 @@ class ClipTask : public train::Task {
       out["zeroshot_top1"] = zero_shot_accuracy(*model_, *source, eval_transform_, classes_,
                                                 templates_.empty() ? std::vector<std::string>{"{}"} : templates_,
                                                 tokenizer_, B_, limit, device_);
+      if (const std::string p = cfg_.get_string("data.probe_train"); !p.empty())
+        out["probe_top1"] = linear_probe_accuracy(*model_, *open_image_text(p, classes_), *source, eval_transform_,
+                                                  int64_t(classes_.size()), B_, cfg_.get_int("train.probe_samples"),
+                                                  limit, device_);
     }
     if (const std::string v = cfg_.get_string("data.val"); !v.empty()) {
       const auto source = open_image_text(v, classes_);

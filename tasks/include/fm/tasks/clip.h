@@ -40,6 +40,15 @@ double zero_shot_accuracy(const CLIP& model, const data::ImageTextSource& source
                           const std::vector<std::string>& classes, const std::vector<std::string>& templates,
                           const text::BpeTokenizer& tokenizer, int64_t batch_size, int64_t limit, Device device);
 
+// A linear probe (CLIP paper, section 3.2): a softmax classifier trained on
+// the frozen, standardised image features of the first `train_limit`
+// samples of `train` (0: all), then its top-1 accuracy on the first
+// `test_limit` of `test`. Full-batch AdamW, 300 steps, a little weight decay:
+// a fixed recipe, so probes of different runs compare.
+double linear_probe_accuracy(const CLIP& model, const data::ImageTextSource& train, const data::ImageTextSource& test,
+                             const data::Transform& transform, int64_t classes, int64_t batch_size,
+                             int64_t train_limit, int64_t test_limit, Device device);
+
 // Recall at 1, 5 and 10 both ways from the scores [N, N] of N pairs (row i:
 // item i of the first kind against every item of the second): "{a}2{b}_r1",
 // ..., "{b}2{a}_r10". Item i finds its own partner when fewer than k others
