@@ -13,6 +13,8 @@ int cmd_prepare(const std::vector<std::string>& args);
 int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
+int cmd_sweep(const std::vector<std::string>& args);
+int cmd_scaling(const std::vector<std::string>& args);  // fit
 int cmd_generate_image(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_generate_music(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_caption(const std::vector<std::string>& args);         // LIBFM_MEDIA
@@ -21,5 +23,6 @@ int cmd_prepare_melodies(const std::vector<std::string>& args);  // after "melod
 int cmd_prepare_midi(const std::vector<std::string>& args);      // after "midi" (LIBFM_MEDIA)
 int cmd_codec(const std::vector<std::string>& args);           // encode, decode (LIBFM_MEDIA)
 int cmd_check(const std::vector<std::string>& args);           // melodies (LIBFM_MEDIA)
+int cmd_serve(const std::vector<std::string>& args);           // cpp-httplib (FM_HAVE_HTTPLIB)
 
 }  // namespace fm::app

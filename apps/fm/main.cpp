@@ -19,6 +19,10 @@ void usage() {
       "  train CONFIG.ini [--resume] [--key=value ...]   train a model from an experiment recipe\n"
       "  finetune CONFIG.ini --from RUN [--key=value ...]  fine-tune a run: full, LoRA, probe or bias-only\n"
       "  eval RUN_DIR [--key=value ...]                  evaluate a run's newest checkpoint (JSON)\n"
+      "  eval RUN_DIR --suite SUITE.ini                  run an evaluation suite; results in RUN_DIR/eval/\n"
+      "  eval --compare RUN_A RUN_B [--suite NAME]       two runs' suite results side by side\n"
+      "  sweep CONFIG.ini --grid \"K=V1,V2 ...\" [--out D]  train a recipe at every point of a grid\n"
+      "  scaling fit SWEEP_DIR [--x compute] [--plot F]  fit scaling laws to a sweep's losses\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
       "  generate music --run DIR --prompt TEXT --out F   audio from a text-to-music run\n"
@@ -31,7 +35,8 @@ void usage() {
       "  prepare midi --from DIR --soundfont SF2 --out D  render and caption MIDI files as clips\n"
       "  prepare images --from SOURCE --out DIR          write image-text pairs as WebDataset shards\n"
       "  tokenizer train --vocab-size N --out TOK FILES...  learn a byte-level BPE tokenizer\n"
-      "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n\n"
+      "  bench train CONFIG.ini [--steps N] [--key=value ...]  time training steps on random tokens\n"
+      "  serve --run DIR [--port 8080] [--max-batch 8]    serve a run over HTTP (OpenAI-style API, a page at /)\n\n"
       "`fm COMMAND --help` lists a command's options.\n");
 }
 
@@ -61,6 +66,15 @@ int main(int argc, char** argv) {
     if (cmd == "tokenizer") return fm::app::cmd_tokenizer(args);
     if (cmd == "bench") return fm::app::cmd_bench(args);
     if (cmd == "eval") return fm::app::cmd_eval(args);
+    if (cmd == "sweep") return fm::app::cmd_sweep(args);
+    if (cmd == "scaling") return fm::app::cmd_scaling(args);
+    if (cmd == "serve") {
+#ifdef FM_HAVE_HTTPLIB
+      return fm::app::cmd_serve(args);
+#else
+      fm::error("this build of fm cannot serve (install cpp-httplib: libcpp-httplib-dev, then configure again)");
+#endif
+    }
     if (cmd == "caption") {
 #ifdef FM_HAVE_MEDIA
       return fm::app::cmd_caption(args);

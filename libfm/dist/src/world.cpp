@@ -45,6 +45,13 @@ std::shared_ptr<Communicator> world() {
   return the_world;
 }
 
+void use_single_process_world() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (the_world && the_world->world_size() > 1)
+    error("dist: this process already joined a world of ", the_world->world_size(), " ranks");
+  if (!the_world) the_world = single_process();
+}
+
 Communicator* active_world() {
   std::lock_guard<std::mutex> lock(mu);
   return the_world && the_world->world_size() > 1 ? the_world.get() : nullptr;

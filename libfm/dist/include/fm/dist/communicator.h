@@ -70,6 +70,11 @@ bool nccl_available();
 // more than one rank without MPI are an error (there is nothing to talk over).
 std::shared_ptr<Communicator> world();
 
+// Makes world() a single process whatever the launcher says, for a process
+// that runs independent jobs under a launcher (`fm sweep`: its own grid
+// points on each rank). An error once world() has made a larger world.
+void use_single_process_world();
+
 // The world's communicator when one was made and has more than one rank:
 // fm's main aborts the job through it after a fatal error.
 Communicator* active_world();
