@@ -64,4 +64,20 @@ expect_error "bad.csv" "$fm" train "$recipe" "${short[@]}" --data.train=bad.csv 
 expect_error "data-000000.tar" "$fm" train "$recipe" "${short[@]}" --data.train="data-{000000..000001}.tar" --run.dir=runs/noshards
 expect_error "unknown key 'model.vision_widht'" "$fm" train "$recipe" --model.vision_widht=3
 [ ! -e runs/badcsv/checkpoints ] || fail "a refused run left checkpoints"
+
+# 7. A linear probe on Fashion-MNIST (Debian's dataset-fashion-mnist) beside zero-shot accuracy: a
+#    classifier on the frozen features of 2000 training images must beat chance (10%) by far, and the
+#    zero-shot accuracy of so young a model (0.53 and 0.21 when written).
+fmnist=/usr/share/datasets/fashion-mnist
+if [ -d "$fmnist" ]; then
+  "$fm" train "$root/experiments/clip_fmnist.ini" --model.vision_width=64 --model.vision_layers=2 --model.text_width=64 \
+    --model.text_layers=2 --train.batch_size=64 --train.max_steps=60 --train.warmup_steps=10 --train.eval_every=0 \
+    --train.save_every=0 --train.log_every=1000 --train.eval_samples=1000 --runtime.threads=1 --runtime.peak_gflops=100 \
+    --run.dir=runs/fmnist > /dev/null
+  "$fm" eval runs/fmnist --train.eval_samples=1000 --train.probe_samples=2000 \
+    --data.probe_train="idx:$fmnist/train-images-idx3-ubyte.gz,$fmnist/train-labels-idx1-ubyte.gz" > probe.json
+  probe=$(grep -o '"probe_top1":[0-9.]*' probe.json | cut -d: -f2) zs=$(grep -o '"zeroshot_top1":[0-9.]*' probe.json | cut -d: -f2)
+  awk -v p="$probe" -v z="$zs" 'BEGIN { exit !(p > 0.4 && p > z) }' || { cat probe.json; fail "linear probe accuracy $probe not above 0.4 and zero-shot $zs"; }
+  echo "fashion-mnist: linear probe $probe, zero-shot $zs"
+fi
 echo "1 passed, 0 failed"
