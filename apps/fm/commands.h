@@ -15,6 +15,8 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_sweep(const std::vector<std::string>& args);
 int cmd_scaling(const std::vector<std::string>& args);  // fit
+int cmd_export(const std::vector<std::string>& args);
+int cmd_import(const std::vector<std::string>& args);  // hf-gpt2
 int cmd_generate_image(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_generate_music(const std::vector<std::string>& args);  // LIBFM_MEDIA
 int cmd_caption(const std::vector<std::string>& args);         // LIBFM_MEDIA

@@ -23,6 +23,8 @@ void usage() {
       "  eval --compare RUN_A RUN_B [--suite NAME]       two runs' suite results side by side\n"
       "  sweep CONFIG.ini --grid \"K=V1,V2 ...\" [--out D]  train a recipe at every point of a grid\n"
       "  scaling fit SWEEP_DIR [--x compute] [--plot F]  fit scaling laws to a sweep's losses\n"
+      "  export RUN_DIR --out DIR [--format libfm|hf]     write a run's weights with a JSON config (hf: GPT-2)\n"
+      "  import hf-gpt2 --from HF_DIR --out RUN_DIR       make an lm run of a Hugging Face GPT-2\n"
       "  generate text --run DIR --prompt TEXT [...]      sample text from a trained run\n"
       "  generate image --run DIR --prompt TEXT --out F   images from a text-to-image run\n"
       "  generate music --run DIR --prompt TEXT --out F   audio from a text-to-music run\n"
@@ -68,6 +70,8 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return fm::app::cmd_eval(args);
     if (cmd == "sweep") return fm::app::cmd_sweep(args);
     if (cmd == "scaling") return fm::app::cmd_scaling(args);
+    if (cmd == "export") return fm::app::cmd_export(args);
+    if (cmd == "import") return fm::app::cmd_import(args);
     if (cmd == "serve") {
 #ifdef FM_HAVE_HTTPLIB
       return fm::app::cmd_serve(args);

@@ -19,6 +19,10 @@ nn::GPTOptions gpt_options(const train::Config& c) {
   o.n_head = c.get_int("model.n_head");
   o.d_model = c.get_int("model.d_model");
   o.dropout = c.get_double("model.dropout");
+  o.activation = c.get_string("model.activation");
+  o.norm_eps = c.get_double("model.norm_eps");
+  if (o.activation != "gelu" && o.activation != "gelu_tanh")
+    error("config: key 'model.activation' must be gelu or gelu_tanh, got '", o.activation, "'");
   return o;
 }
 
@@ -35,6 +39,8 @@ void declare_lm_keys(train::Config& c) {
       .add_int("model.n_head", 6, "attention heads")
       .add_int("model.d_model", 384, "model width")
       .add_double("model.dropout", 0.0, "dropout probability")
+      .add_string("model.activation", "gelu", "MLP activation: gelu (exact) or gelu_tanh (GPT-2's, Hugging Face's gelu_new)")
+      .add_double("model.norm_eps", 1e-5, "LayerNorm epsilon")
       .add_int("train.eval_steps", 20, "batches per validation loss")
       .add_int("train.sample_tokens", 64, "tokens per logged sample")
       .add_string("data.train", "", "training shards (glob pattern)")
@@ -142,7 +148,9 @@ const train::TaskRegistrar registrar{{
     "GPT language model: next-token loss on token shards",
     declare_lm_keys,
     resolve_vocab_size,
-    {"model.vocab_size", "model.block_size", "model.n_layer", "model.n_head", "model.d_model"},
+    // activation and norm_eps change no shape, but weights trained with one are wrong under another
+    {"model.vocab_size", "model.block_size", "model.n_layer", "model.n_head", "model.d_model", "model.activation",
+     "model.norm_eps"},
     [](const train::Config& c) { return std::make_unique<LmTask>(c); },
 }};
 

@@ -14,6 +14,8 @@ GPT::GPT(const GPTOptions& o, Generator* gen) : options(o) {
   b.n_head = o.n_head;
   b.dropout = o.dropout;
   b.bias = o.bias;
+  b.activation = o.activation;
+  b.norm_eps = o.norm_eps;
   transformer = register_module("transformer", std::make_shared<Transformer>(TransformerOptions{b, o.n_layer}));
   if (!o.tie_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(LinearOptions{o.d_model, o.vocab_size, false}));

@@ -11,6 +11,8 @@ struct GPTOptions {
   double dropout = 0.0;
   bool bias = true;
   bool tie_embeddings = true;
+  std::string activation = "gelu";  // MLP's: "gelu" (exact) or "gelu_tanh" (Hugging Face's gelu_new)
+  double norm_eps = 1e-5;           // every LayerNorm's epsilon
 };
 
 class GPT : public Module {
