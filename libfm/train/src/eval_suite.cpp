@@ -25,6 +25,10 @@ std::string trim(const std::string& s) {
 
 std::string format_figure(double v) {
   char buf[32];
+  if (v == std::floor(v) && std::fabs(v) < 1e9) {  // counts (adherence_n, ...)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e4 || (v != 0 && std::fabs(v) < 1e-3) ? "%.4g" : "%.4f", v);
   return buf;
 }
@@ -128,7 +132,8 @@ std::string suite_markdown(const SuiteResults& r) {
      << "| evaluation | figure | value |\n| --- | --- | ---: |\n";
   for (const auto& [name, figures] : r.results)
     for (const auto& [k, v] : figures) os << "| " << name << " | " << k << " | " << format_figure(v) << " |\n";
-  for (const auto& s : r.skipped) os << "\nskipped: " << s << "\n";
+  if (!r.skipped.empty()) os << "\nskipped:\n";
+  for (const auto& s : r.skipped) os << "- " << s << "\n";
   return os.str();
 }
 
