@@ -10,6 +10,7 @@
 
 #include "fm/error.h"
 #include "fm/train/scaling.h"
+#include "helpers.h"
 
 namespace sc = fm::train::scaling;
 
@@ -38,15 +39,6 @@ Points draw(sc::Law law, const std::vector<double>& params, const std::vector<do
   return p;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const fm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Chinchilla's fit of loss against parameters (Hoffmann et al. 2022, eq. 10's N term).
 const std::vector<double> kPower = {1.69, 406.4, 0.34};
 // Slope 0.1 below a break at 1e7, 0.5 above it.
@@ -63,7 +55,7 @@ TEST(Scaling, LawValues) {
   EXPECT_NEAR(std::log10(hi1 / hi2), 0.5, 1e-6);
   EXPECT_EQ(sc::law_parameters(sc::Law::broken).size(), 6u);
   EXPECT_EQ(sc::parse_law("broken"), sc::Law::broken);
-  EXPECT_NE(message_of([] { sc::parse_law("cubic"); }).find("unknown law 'cubic'"), std::string::npos);
+  EXPECT_NE(fm::test::error_of([] { sc::parse_law("cubic"); }).find("unknown law 'cubic'"), std::string::npos);
 }
 
 TEST(Scaling, PowerLawExactWithoutNoise) {
@@ -194,7 +186,7 @@ TEST(Scaling, HuberResistsAnOutlier) {
 TEST(Scaling, DegenerateInputsGiveClearErrors) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   auto fit = [](std::vector<double> x, std::vector<double> y, sc::Law law = sc::Law::power) {
-    return message_of([&] { sc::fit_law(law, x, y); });
+    return fm::test::error_of([&] { sc::fit_law(law, x, y); });
   };
   EXPECT_NE(fit({1, 2}, {3, 2}).find("has 3 parameters but the 2 points have 2 distinct x values"), std::string::npos);
   EXPECT_NE(fit({1, 1, 1, 2}, {3, 3, 3, 2}).find("4 points have 2 distinct x values"), std::string::npos);
@@ -205,14 +197,14 @@ TEST(Scaling, DegenerateInputsGiveClearErrors) {
   EXPECT_NE(fit({1, 2, 3}, {3, nan, 1}).find("point 1 (x = 2) has loss nan"), std::string::npos);
   EXPECT_NE(fit({1, 2, 3}, {3, 2, 0}).find("has loss 0"), std::string::npos);
   EXPECT_NE(fit({1, 2, 3}, {3, 2}).find("3 x values but 2 losses"), std::string::npos);
-  EXPECT_NE(message_of([] { sc::holdout_largest(sc::Law::power, {1, 2, 3}, {3, 2, 1}); })
+  EXPECT_NE(fm::test::error_of([] { sc::holdout_largest(sc::Law::power, {1, 2, 3}, {3, 2, 1}); })
                 .find("holding out the largest x leaves 2 distinct x values"),
             std::string::npos);
   sc::BootstrapOptions o;
   o.samples = 0;
-  EXPECT_NE(message_of([&] { sc::bootstrap_law(sc::Law::power, {1, 2, 3}, {3, 2, 1}, {}, o); })
+  EXPECT_NE(fm::test::error_of([&] { sc::bootstrap_law(sc::Law::power, {1, 2, 3}, {3, 2, 1}, {}, o); })
                 .find("at least 1 resample"),
             std::string::npos);
-  EXPECT_NE(message_of([] { sc::bootstrap_law(sc::Law::power, {1, 2, 3}, {3, 2, 1}, {-1}); }).find("x = -1"),
+  EXPECT_NE(fm::test::error_of([] { sc::bootstrap_law(sc::Law::power, {1, 2, 3}, {3, 2, 1}, {-1}); }).find("x = -1"),
             std::string::npos);
 }
