@@ -59,7 +59,7 @@ TEST_P(LoraPeft, ForwardGradientsAndMergeEqualPeft) {
   cmp("out", y, f.get(v + ".out"));
   cmp("grad.x", x.grad(), f.get(v + ".grad.x"));
   for (const char* n : {"qkv.lora_A", "qkv.lora_B", "proj.lora_A", "proj.lora_B"}) {
-    const Tensor& p = m.state_dict().at(n);
+    const Tensor p = m.state_dict().at(n);  // a copy: the map is a temporary
     cmp(std::string("grad.") + n, p.grad(), f.get(v + ".grad." + n));
   }
   EXPECT_FALSE(m.qkv->weight.grad().defined()) << "a frozen base weight got a gradient";
