@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "fm/error.h"
+#include "fm/strings.h"
 #include "fm/train/eval_suite.h"
 #include "fm/train/recipe.h"
 #include "fm/train/trainer.h"
@@ -26,9 +27,7 @@ std::string shared_suite(const std::string& a, const std::string& b, const std::
       shared.push_back(e.path().stem().string());
   if (shared.size() == 1) return shared[0];
   if (shared.empty()) error("eval --compare: ", a, " and ", b, " have no suite results in common (fm eval RUN --suite SUITE.ini)");
-  std::string list;
-  for (const auto& s : shared) list += (list.empty() ? "" : ", ") + s;
-  error("eval --compare: the runs share several suites (", list, "); name one with --suite NAME");
+  error("eval --compare: the runs share several suites (", join(shared), "); name one with --suite NAME");
 }
 
 }  // namespace

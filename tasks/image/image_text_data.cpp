@@ -11,6 +11,7 @@
 #include "fm/factory.h"
 #include "fm/image/image.h"
 #include "fm/image/transforms.h"
+#include "fm/strings.h"
 
 namespace fm::tasks {
 namespace {
@@ -18,10 +19,6 @@ namespace {
 std::string trim(const std::string& s) {
   const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
   return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 // ITU-R 601-2 luma, as PIL's convert("L").

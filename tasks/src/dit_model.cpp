@@ -4,15 +4,9 @@
 #include "fm/image/patches.h"
 #include "fm/nn/init.h"
 #include "fm/ops.h"
+#include "fm/strings.h"
 
 namespace fm::tasks {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-}  // namespace
 
 DiT::DiT(const DiTOptions& o, Generator* gen) : options(o) {
   if (o.patch_size <= 0 || o.image_size % o.patch_size != 0)

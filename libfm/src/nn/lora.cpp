@@ -1,6 +1,7 @@
 #include "fm/nn/lora.h"
 
 #include "fm/error.h"
+#include "fm/strings.h"
 
 namespace fm::nn {
 namespace {
@@ -57,20 +58,16 @@ std::vector<std::pair<std::string, Linear*>> named_linears(Module& m) {
 std::vector<std::string> add_lora(Module& m, const std::vector<std::string>& patterns, const LoraOptions& o,
                                   Generator* gen) {
   if (patterns.empty()) error("add_lora: no target patterns");
-  std::vector<std::string> adapted;
-  std::string all;
+  std::vector<std::string> adapted, all;
   for (auto& [name, layer] : named_linears(m)) {
-    all += (all.empty() ? "" : ", ") + name;
+    all.push_back(name);
     if (!matches_any(patterns, name)) continue;
     layer->add_lora(o, gen);
     adapted.push_back(name);
   }
-  if (adapted.empty()) {
-    std::string wanted;
-    for (const auto& p : patterns) wanted += (wanted.empty() ? "" : ", ") + p;
-    error("add_lora: no Linear layer matches '", wanted, "'; the model's Linear layers are: ",
-          all.empty() ? "(none)" : all);
-  }
+  if (adapted.empty())
+    error("add_lora: no Linear layer matches '", join(patterns), "'; the model's Linear layers are: ",
+          all.empty() ? "(none)" : join(all));
   return adapted;
 }
 

@@ -10,6 +10,7 @@
 
 #include "fm/error.h"
 #include "fm/io/atomic_file.h"
+#include "fm/strings.h"
 #include "fm/train/finetune.h"
 #include "fm/train/recipe.h"
 #include "fm/train/trainer.h"
@@ -91,11 +92,7 @@ SuiteResults run_suite(const std::string& run_dir, const Suite& suite) {
   r.kind = load_run_config(run_dir).get_string("task.kind");
   for (const SuiteEval& e : suite.evals) {
     if (!e.kinds.empty() && std::find(e.kinds.begin(), e.kinds.end(), r.kind) == e.kinds.end()) {
-      r.skipped.push_back(e.name + " (for " + [&] {
-        std::string k;
-        for (const auto& x : e.kinds) k += (k.empty() ? "" : ", ") + x;
-        return k;
-      }() + ", not " + r.kind + ")");
+      r.skipped.push_back(e.name + " (for " + join(e.kinds) + ", not " + r.kind + ")");
       continue;
     }
     std::map<std::string, double> figures;
@@ -112,9 +109,9 @@ SuiteResults run_suite(const std::string& run_dir, const Suite& suite) {
       for (const auto& name : e.report) {
         auto it = figures.find(name);
         if (it == figures.end()) {
-          std::string have;
-          for (const auto& [k, v] : figures) have += (have.empty() ? "" : ", ") + k;
-          error("suite ", suite.name, ": evaluation '", e.name, "' reports no figure '", name, "' (it has: ", have, ")");
+          std::vector<std::string> have;
+          for (const auto& [k, v] : figures) have.push_back(k);
+          error("suite ", suite.name, ": evaluation '", e.name, "' reports no figure '", name, "' (it has: ", join(have), ")");
         }
         kept[name] = it->second;
       }

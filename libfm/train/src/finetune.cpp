@@ -6,6 +6,7 @@
 #include "fm/io/checkpoint.h"
 #include "fm/io/safetensors.h"
 #include "fm/nn/lora.h"
+#include "fm/strings.h"
 #include "fm/train/trainer.h"
 
 namespace fm::train {
@@ -91,8 +92,8 @@ FinetuneSummary apply_finetune(nn::Module& m, const FinetunePlan& plan, Generato
     const bool extra = nn::matches_any(plan.train, n);
     any_train_match |= extra;
     bool on = plan.method == "full" || extra;
-    if (plan.method == "lora") on |= n.size() > 7 && (n.compare(n.size() - 7, 7, ".lora_A") == 0 || n.compare(n.size() - 7, 7, ".lora_B") == 0);
-    if (plan.method == "bitfit") on |= n == "bias" || (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0);
+    if (plan.method == "lora") on |= ends_with(n, ".lora_A") || ends_with(n, ".lora_B");
+    if (plan.method == "bitfit") on |= n == "bias" || ends_with(n, ".bias");
     if (nn::matches_any(plan.freeze, n)) on = false;
     Tensor(p.tensor).requires_grad_(on);
     s.total += p.tensor.numel();
@@ -101,11 +102,7 @@ FinetuneSummary apply_finetune(nn::Module& m, const FinetunePlan& plan, Generato
       s.trained.push_back(n);
     }
   }
-  if (!any_train_match) {
-    std::string names;
-    for (const auto& t : plan.train) names += (names.empty() ? "" : ", ") + t;
-    error("config: key 'finetune.train': no parameter matches '", names, "'");
-  }
+  if (!any_train_match) error("config: key 'finetune.train': no parameter matches '", join(plan.train), "'");
   if (s.trained.empty()) error("finetune: the plan leaves no parameter to train (method ", plan.method, ")");
   return s;
 }

@@ -486,14 +486,11 @@ int64_t load_run_weights(const std::string& run_dir, nn::Module& model) {
   if (plan.active()) {
     static thread_local int depth = 0;
     if (depth > 16) error(run_dir, ": finetune.from chains more than 16 runs (a cycle?)");
-    ++depth;
-    try {
-      load_base_weights(plan.from, model);
-    } catch (...) {
-      --depth;
-      throw;
-    }
-    --depth;
+    struct Nested {
+      Nested() { ++depth; }
+      ~Nested() { --depth; }
+    } nested;
+    load_base_weights(plan.from, model);
     Generator gen(0);  // the adapters' initial values are overwritten by the checkpoint
     apply_finetune(model, plan, &gen);
   }
